@@ -1,0 +1,61 @@
+"""Hierarchical IoU from one leaf-level confusion matrix.
+
+Everything is derived from a single ``(n_leaves x n_leaves)`` confusion matrix
+``cm[true, pred]`` accumulated over the whole evaluation set. A coarser level's
+matrix is obtained by summing leaf rows and columns into their ancestors, which
+is exact because a pixel's class at every level is a function of its leaf class.
+
+IoU_c = cm[c,c] / (sum_row_c + sum_col_c - cm[c,c]); a class that appears in
+neither truth nor prediction has no IoU (NaN) and is left out of the mean.
+mIoU at a level is the mean IoU over that level's non-background classes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .tree import ClassTree
+
+
+def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``cm[t, p]`` counts of pixels with truth t predicted as p (int64, vectorised)."""
+    idx = target.reshape(-1).long() * num_classes + pred.reshape(-1).long()
+    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def collapse(cm: np.ndarray, leaf_to_level: np.ndarray, num_level_classes: int) -> np.ndarray:
+    """Sum a leaf confusion matrix into a coarser level's classes."""
+    onehot = np.zeros((len(leaf_to_level), num_level_classes), dtype=np.int64)
+    onehot[np.arange(len(leaf_to_level)), leaf_to_level] = 1
+    return onehot.T @ np.asarray(cm, dtype=np.int64) @ onehot
+
+
+def iou_per_class(cm: np.ndarray) -> np.ndarray:
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    union = cm.sum(0) + cm.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / union, np.nan)
+
+
+def _mean_or_none(values: np.ndarray):
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else None
+
+
+def hierarchical_scores(cm: np.ndarray, tree: ClassTree) -> dict:
+    """mIoU, pixel accuracy and per-class IoU at every level of the tree.
+
+    Keys: ``miou<k>``, ``pixel_acc<k>`` and ``iou<k>`` (class name -> IoU) for
+    each level k; an undefined value (a class absent from truth and prediction,
+    or an empty matrix) is None, written as JSON null.
+    """
+    out: dict = {}
+    for k, level in enumerate(tree.levels):
+        level_cm = collapse(cm, level.leaf_to_level, level.num_classes)
+        iou = iou_per_class(level_cm)
+        total = level_cm.sum()
+        out[f"miou{k}"] = _mean_or_none(iou[1:])  # background (index 0) is not scored
+        out[f"pixel_acc{k}"] = float(np.trace(level_cm) / total) if total else None
+        out[f"iou{k}"] = {name: (None if np.isnan(v) else float(v)) for name, v in zip(level.names, iou)}
+    return out

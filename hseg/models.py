@@ -1,0 +1,94 @@
+"""A small factory of smp models, and ImageNet encoder weights from the local HF cache.
+
+smp 0.6 downloads encoder weights from the Hugging Face hub
+(``smp-hub/<encoder>.imagenet``: ``config.json`` and ``model.safetensors`` at a
+pinned revision). We look them up in the local cache first so a pre-seeded
+cache works with no network, and turn a failed download into one actionable
+message instead of a traceback from inside the hub client.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import torch
+from safetensors.torch import load_file
+
+from .errors import UserError
+
+ARCHITECTURES = {"unet": smp.Unet, "deeplabv3plus": smp.DeepLabV3Plus}
+HUB_FILES = ("config.json", "model.safetensors")
+# the normalisation the ImageNet encoders were trained with; used for every variant
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def hub_cache_dir() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface"
+    return Path(home) / "hub"
+
+
+def pretrained_source(encoder: str) -> tuple[str, str]:
+    """(repo_id, revision) of the ImageNet weights smp uses for this encoder."""
+    settings = smp.encoders.encoders[encoder]["pretrained_settings"]["imagenet"]
+    return settings["repo_id"], settings["revision"]
+
+
+def imagenet_weights_file(encoder: str) -> Path:
+    """The cached ``model.safetensors`` for ``encoder``, downloading it if allowed and possible."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    repo_id, revision = pretrained_source(encoder)
+    cache = hub_cache_dir()
+    found = {f: try_to_load_from_cache(repo_id, f, cache_dir=cache, revision=revision) for f in HUB_FILES}
+    missing = [f for f, p in found.items() if not isinstance(p, str)]
+    if not missing:
+        return Path(found["model.safetensors"])
+    if not os.environ.get("HF_HUB_OFFLINE"):
+        try:
+            for f in HUB_FILES:
+                found[f] = hf_hub_download(repo_id, f, revision=revision, cache_dir=cache, etag_timeout=5)
+            return Path(found["model.safetensors"])
+        except Exception:  # noqa: BLE001 - any hub failure means the same thing to the user
+            pass
+    snapshot = cache / f"models--{repo_id.replace('/', '--')}" / "snapshots" / revision
+    raise UserError(
+        f"ImageNet weights for {encoder} are not in the Hugging Face cache and could not be downloaded; "
+        f"missing {', '.join(str(snapshot / f) for f in missing)}. "
+        f"On a machine with internet run `python -c \"from huggingface_hub import snapshot_download; "
+        f"snapshot_download('{repo_id}', revision='{revision}')\"`, copy its "
+        f"models--{repo_id.replace('/', '--')} folder into {cache} (or set HF_HUB_CACHE to a cache that has it), "
+        f"or train this variant with weights 'scratch'.")
+
+
+def build_model(arch: str, encoder: str, weights: str, num_classes: int) -> torch.nn.Module:
+    """An smp model; ``weights='imagenet'`` loads the encoder from the local HF cache."""
+    if arch not in ARCHITECTURES:
+        raise UserError(f"arch = {arch!r}: allowed values are {', '.join(ARCHITECTURES)}")
+    model = ARCHITECTURES[arch](encoder_name=encoder, encoder_weights=None, classes=num_classes)
+    if weights == "imagenet":
+        state = load_file(imagenet_weights_file(encoder), device="cpu")
+        model.encoder.load_state_dict(state)
+    return model
+
+
+def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 (N,3,H,W) -> float, ImageNet-normalised."""
+    mean = torch.tensor(MEAN, device=images_uint8.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(STD, device=images_uint8.device).view(1, 3, 1, 1) * 255
+    return (images_uint8.float() - mean) / std
+
+
+def load_checkpoint(path: str | Path, device="cpu") -> tuple[torch.nn.Module, dict]:
+    """The model and metadata of a weights file written by the train stage."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} not found: train this variant first (`dvc repro train@<variant>`)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    meta = ckpt["meta"]
+    model = build_model(meta["arch"], meta["encoder"], "scratch", meta["num_classes"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval(), meta

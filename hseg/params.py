@@ -1,0 +1,180 @@
+"""Reading params.yaml and checking it before any compute is spent.
+
+Every check raises :class:`UserError` with one line naming the parameter,
+the bad value and what is allowed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+
+ARCHS = ("unet", "deeplabv3plus")
+ENCODERS = ("resnet34", "resnet50")
+WEIGHTS = ("scratch", "imagenet")
+PRECISIONS = ("bf16", "fp32")
+LOSSES = ("flat",)
+SIZE_MULTIPLE = 32  # smp encoders downsample 5 times
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} not found: run from the repository root or pass --params")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(params, dict):
+        raise UserError(f"{path}: expected a mapping at the top level")
+    return params
+
+
+def section(params: dict, name: str) -> dict:
+    value = params.get(name)
+    if not isinstance(value, dict):
+        raise UserError(f"params.yaml: missing section '{name}'")
+    return value
+
+
+def _positive(name: str, value, kind=(int, float)):
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+        allowed = "a positive integer" if kind is int else "a positive number"
+        raise UserError(f"{name} = {value!r}: must be {allowed}")
+    return value
+
+
+def _non_negative(name: str, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise UserError(f"{name} = {value!r}: must be a number >= 0")
+    return float(value)
+
+
+def _choice(name: str, value, allowed):
+    if value not in allowed:
+        raise UserError(f"{name} = {value!r}: allowed values are {', '.join(map(str, allowed))}")
+    return value
+
+
+def check_size(name: str, size) -> int:
+    _positive(name, size, int)
+    if size % SIZE_MULTIPLE:
+        lower = max(SIZE_MULTIPLE, size // SIZE_MULTIPLE * SIZE_MULTIPLE)
+        raise UserError(f"{name} = {size}: the models need a multiple of {SIZE_MULTIPLE} "
+                        f"(try {lower} or {lower + SIZE_MULTIPLE})")
+    return size
+
+
+def data_paths(params: dict) -> dict:
+    """The dataset root and its split/class files, checked to exist."""
+    data = section(params, "data")
+    root = Path(data.get("root", ""))
+    if not root.is_dir():
+        raise UserError(f"data.root = '{root}': no such folder; run `dvc pull data/pascal-part.dvc` "
+                        f"or point data.root at a Pascal-Part copy")
+    paths = {"root": root}
+    for key in ("train_ids", "val_ids", "classes_file"):
+        p = root / str(data.get(key, ""))
+        if not p.is_file():
+            raise UserError(f"data.{key} = '{data.get(key)}': {p} does not exist")
+        paths[key] = p
+    return paths
+
+
+def study_variants(params: dict) -> list[str]:
+    """The variant names of the train matrix, as DVC names them (arch-encoder-weights)."""
+    study = section(params, "study")
+    axes = []
+    for key, allowed in (("archs", ARCHS), ("encoders", ENCODERS), ("weights", WEIGHTS)):
+        values = study.get(key)
+        if not isinstance(values, list) or not values:
+            raise UserError(f"study.{key} = {values!r}: must be a non-empty list of {', '.join(allowed)}")
+        for v in values:
+            _choice(f"study.{key}", v, allowed)
+        axes.append(values)
+    return [f"{a}-{e}-{w}" for a in axes[0] for e in axes[1] for w in axes[2]]
+
+
+def parse_variant(name: str) -> tuple[str, str, str]:
+    parts = name.split("-")
+    if len(parts) != 3:
+        raise UserError(f"variant '{name}': expected <arch>-<encoder>-<weights>, e.g. unet-resnet34-scratch")
+    arch, encoder, weights = parts
+    _choice(f"variant '{name}' arch", arch, ARCHS)
+    _choice(f"variant '{name}' encoder", encoder, ENCODERS)
+    _choice(f"variant '{name}' weights", weights, WEIGHTS)
+    return arch, encoder, weights
+
+
+@dataclass
+class Augment:
+    hflip: bool = True
+    scale: float = 0.0       # random zoom in [1-scale, 1+scale]
+    shift: float = 0.0       # random shift, fraction of the image side
+    rotate: float = 0.0      # random rotation in degrees, +-
+    brightness: float = 0.0  # additive, +- in units of the [0,1] intensity range
+    contrast: float = 0.0    # multiplicative, 1 +- contrast
+
+
+@dataclass
+class TrainConfig:
+    variant: str
+    arch: str
+    encoder: str
+    weights: str
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    t0: int
+    eta_min: float
+    seed: int
+    precision: str
+    device: str
+    loss: str
+    augment: Augment = field(default_factory=Augment)
+
+
+def train_config(params: dict, variant: str) -> TrainConfig:
+    """The recipe for one variant: ``train`` overlaid with ``variants.<variant>``."""
+    arch, encoder, weights = parse_variant(variant)
+    recipe = dict(section(params, "train"))
+    overrides = (params.get("variants") or {}).get(variant) or {}
+    if not isinstance(overrides, dict):
+        raise UserError(f"variants.{variant} = {overrides!r}: must be a mapping of train keys")
+    unknown = set(overrides) - set(recipe)
+    if unknown:
+        raise UserError(f"variants.{variant}: unknown key(s) {sorted(unknown)}; allowed: {sorted(recipe)}")
+    recipe.update(overrides)
+    where = lambda key: f"variants.{variant}.{key}" if key in overrides else f"train.{key}"  # noqa: E731
+
+    sched = recipe.get("scheduler") or {}
+    augment = recipe.get("augment") or {}
+    known_aug = {f.name for f in fields(Augment)}
+    if set(augment) - known_aug:
+        raise UserError(f"{where('augment')}: unknown key(s) {sorted(set(augment) - known_aug)}; "
+                        f"allowed: {sorted(known_aug)}")
+    aug = Augment(**{k: (bool(v) if k == "hflip" else _non_negative(f"{where('augment')}.{k}", v))
+                     for k, v in augment.items()})
+    if aug.scale >= 1:
+        raise UserError(f"{where('augment')}.scale = {aug.scale}: must be below 1")
+    seed = recipe.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise UserError(f"{where('seed')} = {seed!r}: must be an integer")
+    return TrainConfig(
+        variant=variant, arch=arch, encoder=encoder, weights=weights,
+        epochs=_positive(where("epochs"), recipe.get("epochs"), int),
+        batch_size=_positive(where("batch_size"), recipe.get("batch_size"), int),
+        lr=float(_positive(where("lr"), recipe.get("lr"))),
+        weight_decay=_non_negative(where("weight_decay"), recipe.get("weight_decay", 0.0)),
+        t0=_positive(f"{where('scheduler')}.T_0", sched.get("T_0"), int),
+        eta_min=_non_negative(f"{where('scheduler')}.eta_min", sched.get("eta_min", 0.0)),
+        seed=seed,
+        precision=_choice(where("precision"), recipe.get("precision", "bf16"), PRECISIONS),
+        device=_choice(where("device"), recipe.get("device", "auto"), ("auto", "cpu", "cuda")),
+        loss=_choice(where("loss"), recipe.get("loss", "flat"), LOSSES),
+        augment=aug,
+    )

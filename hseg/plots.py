@@ -1,0 +1,147 @@
+"""Matplotlib figures for the plot stage: curves, bars, prediction grids, confusion, worst cases."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from .atomic import atomic_path  # noqa: E402
+from .metrics import iou_per_class  # noqa: E402
+from .tree import ClassTree  # noqa: E402
+
+LEVEL_TITLES = ("level 0", "level 1", "level 2")
+PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], np.uint8)
+
+
+def save(fig, path: Path, dpi: int) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def colorize(labels: np.ndarray) -> np.ndarray:
+    return PALETTE[labels % len(PALETTE)]
+
+
+def training_curves(history: dict, variant: str):
+    """history: column -> list. Loss on the left, val mIoU per level on the right."""
+    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax_loss.plot(history["epoch"], history["train_loss"], marker="o", label="train")
+    ax_loss.plot(history["epoch"], history["val_loss"], marker="o", label="val")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title=f"{variant}: loss")
+    ax_loss.legend()
+    for k in range(3):
+        col = f"val_miou{k}"
+        if col in history:
+            ax_iou.plot(history["epoch"], history[col], marker="o", label=f"mIoU^{k}")
+    ax_iou.set(xlabel="epoch", ylabel="val mIoU (train resolution)", title=f"{variant}: val mIoU", ylim=(0, 1))
+    ax_iou.legend()
+    fig.tight_layout()
+    return fig
+
+
+def miou_bars(scores: dict, tree: ClassTree):
+    """Grouped bars: one group per level, one bar per variant."""
+    variants = list(scores)
+    n_levels = len(tree.levels)
+    width = 0.8 / max(len(variants), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * n_levels * len(variants) ** 0.5 * 2), 4))
+    for i, v in enumerate(variants):
+        vals = [scores[v].get(f"miou{k}") or 0.0 for k in range(n_levels)]
+        bars = ax.bar(np.arange(n_levels) + (i - (len(variants) - 1) / 2) * width, vals, width, label=v)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks(np.arange(n_levels),
+                  [f"mIoU^{k}\n({', '.join(tree.levels[k].names[1:])})" if len(tree.levels[k].names) < 5
+                   else f"mIoU^{k}\n({len(tree.levels[k].names) - 1} parts)" for k in range(n_levels)])
+    ax.set(ylabel="mIoU (val, original resolution)", ylim=(0, 1), title="mIoU per level")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def _legend(tree: ClassTree, level: int):
+    return [Patch(color=PALETTE[i] / 255, label=name) for i, name in enumerate(tree.levels[level].names)]
+
+
+def prediction_grid(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, tree: ClassTree, title: str,
+                    row_labels: list[str]):
+    """Rows: images. Columns: photo, then truth | prediction at each level, with a legend per level."""
+    n_levels = len(tree.levels)
+    rows = len(images)
+    fig, axes = plt.subplots(rows, 1 + 2 * n_levels, figsize=(2 * (1 + 2 * n_levels), 2 * rows + 1.2),
+                             squeeze=False)
+    for r in range(rows):
+        axes[r, 0].imshow(images[r].transpose(1, 2, 0))
+        axes[r, 0].set_ylabel(row_labels[r], fontsize=7)
+        for k, level in enumerate(tree.levels):
+            axes[r, 1 + 2 * k].imshow(colorize(level.leaf_to_level[truth[r]]))
+            axes[r, 2 + 2 * k].imshow(colorize(level.leaf_to_level[pred[r]]))
+            if r == 0:
+                axes[r, 1 + 2 * k].set_title(f"truth L{k}", fontsize=9)
+                axes[r, 2 + 2 * k].set_title(f"prediction L{k}", fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_title("image", fontsize=9)
+    for k in range(n_levels):
+        axes[-1, 1 + 2 * k].legend(handles=_legend(tree, k), loc="upper center", bbox_to_anchor=(1.0, -0.05),
+                                   ncol=min(4, len(tree.levels[k].names)), fontsize=7, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(cm: np.ndarray, names: list[str], title: str):
+    """Row-normalised confusion matrix: each row (true class) sums to 1."""
+    rows = cm.sum(1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def iou_heatmap(table: dict, title: str):
+    """table: variant -> {(level, class): iou}; a classes x variants heat map."""
+    variants = list(table)
+    keys = list(next(iter(table.values())))
+    data = np.array([[table[v].get(key) if table[v].get(key) is not None else np.nan for v in variants]
+                     for key in keys], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.6 * len(variants) + 3, 0.4 * len(keys) + 1.5))
+    im = ax.imshow(data, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    for i in range(len(keys)):
+        for j in range(len(variants)):
+            ax.text(j, i, "-" if np.isnan(data[i, j]) else f"{data[i, j]:.2f}", ha="center", va="center",
+                    fontsize=7, color="white" if np.nan_to_num(data[i, j]) < 0.5 else "black")
+    ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(keys)), [f"L{lvl} {name}" for lvl, name in keys], fontsize=8)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    return fig
+
+
+def per_image_level_miou(per_image_cm: np.ndarray, tree: ClassTree, level: int) -> np.ndarray:
+    """mIoU of each image at one level (NaN where the image has no scored class)."""
+    lut = tree.levels[level].leaf_to_level
+    n = tree.levels[level].num_classes
+    onehot = np.eye(n, dtype=np.int64)[lut]
+    out = np.empty(len(per_image_cm))
+    for i, cm in enumerate(per_image_cm):
+        iou = iou_per_class(onehot.T @ cm @ onehot)[1:]
+        out[i] = np.nanmean(iou) if np.isfinite(iou).any() else np.nan
+    return out

@@ -1,0 +1,98 @@
+"""Decode, validate and resize a split once, into a uint8 tensor cache.
+
+The cache holds ``images`` (N,3,S,S), ``masks`` (N,S,S), ``ids`` and the
+original ``sizes`` (N,2: H,W). With ``keep_full_masks`` it also keeps every
+original-resolution mask (flat, with ``offsets``) so evaluation can score at
+full resolution without touching the dataset again.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from .atomic import atomic_path
+from .dataset import load_pair
+from .errors import UserError
+
+
+def _decode_one(job):
+    root, image_id, num_classes, size, keep_full = job
+    try:
+        image, mask = load_pair(root, image_id, num_classes)
+    except UserError as exc:
+        return image_id, str(exc)
+    small_image = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    small_mask = np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST))
+    return image_id, (small_image.transpose(2, 0, 1).copy(), small_mask, mask.shape, mask if keep_full else None)
+
+
+def build_cache(root: Path, ids: list[str], num_classes: int, size: int, *,
+                keep_full_masks: bool = False, workers: int = 0, desc: str = "prepare") -> dict:
+    """Decode all ids in parallel; raise one UserError listing every faulty id."""
+    workers = workers or os.cpu_count() or 1
+    n = len(ids)
+    images = torch.empty((n, 3, size, size), dtype=torch.uint8)
+    masks = torch.empty((n, size, size), dtype=torch.uint8)
+    sizes = torch.empty((n, 2), dtype=torch.int32)
+    full: list = [None] * n
+    errors = []
+    jobs = [(root, i, num_classes, size, keep_full_masks) for i in ids]
+    with ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
+        results = pool.map(_decode_one, jobs, chunksize=16)
+        for k, (image_id, result) in enumerate(tqdm(results, total=n, desc=desc, unit="img")):
+            if isinstance(result, str):
+                errors.append(result)
+                continue
+            img, m, shape, fm = result
+            images[k] = torch.from_numpy(img)
+            masks[k] = torch.from_numpy(m)
+            sizes[k] = torch.tensor(shape)
+            full[k] = fm
+    if errors:
+        more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
+        raise UserError(f"{len(errors)} of {n} {desc} item(s) failed validation:\n  "
+                        + "\n  ".join(errors[:10]) + more)
+    cache = {"images": images, "masks": masks, "ids": list(ids), "sizes": sizes, "size": size}
+    if keep_full_masks:
+        lengths = torch.tensor([m.size for m in full], dtype=torch.int64)
+        cache["offsets"] = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+        cache["full_masks"] = torch.from_numpy(np.concatenate([m.ravel() for m in full]))
+    return cache
+
+
+def full_mask(cache: dict, k: int) -> torch.Tensor:
+    """The original-resolution mask of item ``k`` of a cache built with keep_full_masks."""
+    h, w = cache["sizes"][k].tolist()
+    lo, hi = cache["offsets"][k].item(), cache["offsets"][k + 1].item()
+    return cache["full_masks"][lo:hi].view(h, w)
+
+
+def save_cache(cache: dict, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(cache, tmp)
+
+
+def load_cache(path: Path) -> dict:
+    if not Path(path).is_file():
+        raise UserError(f"{path} not found: run the prepare stage first (`dvc repro prepare`)")
+    return torch.load(path, weights_only=True)
+
+
+class _Serial:
+    """A stand-in for a process pool when one worker is asked for."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def map(fn, jobs, chunksize=1):
+        return map(fn, jobs)

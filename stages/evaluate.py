@@ -1,0 +1,41 @@
+"""Stage evaluate@<variant>: hierarchical mIoU on val at original resolution -> metrics/<variant>.json."""
+import argparse
+
+import numpy as np
+
+from hseg import layout
+from hseg.atomic import atomic_path, write_json
+from hseg.config import class_tree
+from hseg.errors import run_cli
+from hseg.evaluate import evaluate_model
+from hseg.models import load_checkpoint
+from hseg.params import load_params, parse_variant, section
+from hseg.prepare import load_cache
+from hseg.runtime import pick_device, prepare_model
+
+
+def main(args):
+    params = load_params(args.params)
+    parse_variant(args.variant)
+    settings = section(params, "evaluate")
+    val_cache = load_cache(layout.cache_file("val"))
+    tree = class_tree(params, val_cache["leaf_names"])
+    device = pick_device(settings.get("device", "auto"))
+    model, meta = load_checkpoint(layout.weights_file(args.variant))
+    model = prepare_model(model, device)
+    scores, details = evaluate_model(model, val_cache, tree, device, settings.get("precision", "bf16"),
+                                     int(settings.get("batch_size", 16)), progress=not args.no_progress)
+    with atomic_path(layout.details_file(args.variant)) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **details)
+    write_json(layout.metrics_file(args.variant), scores)
+    print(f"{args.variant}: mIoU^0 {scores['miou0']:.4f}  mIoU^1 {scores['miou1']:.4f}  "
+          f"mIoU^2 {scores['miou2']:.4f}  -> {layout.metrics_file(args.variant)}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("variant", help="e.g. unet-resnet34-scratch")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run_cli(main, parser)

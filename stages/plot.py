@@ -1,0 +1,70 @@
+"""Stage plot: figures under plots/figures and the per-class IoU table plots/iou_per_class.csv."""
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+
+from hseg import layout, plots
+from hseg.atomic import atomic_path
+from hseg.config import class_tree
+from hseg.errors import UserError, run_cli
+from hseg.params import load_params, section, study_variants
+from hseg.prepare import load_cache
+
+
+def main(args):
+    params = load_params(args.params)
+    settings = section(params, "plot")
+    dpi = int(settings.get("dpi", 100))
+    variants = [v for v in study_variants(params) if layout.metrics_file(v).is_file()]
+    if not variants:
+        raise UserError("no metrics found under metrics/: run the train and evaluate stages first (`dvc repro`)")
+    val = load_cache(layout.cache_file("val"))
+    tree = class_tree(params, val["leaf_names"])
+    out = layout.FIGURES
+
+    scores = {v: json.loads(layout.metrics_file(v).read_text()) for v in variants}
+    plots.save(plots.miou_bars(scores, tree), out / "miou_by_level.png", dpi)
+
+    table, rows = {}, []
+    for v in variants:
+        table[v] = {}
+        for k, level in enumerate(tree.levels):
+            for name in level.names:
+                iou = scores[v][f"iou{k}"][name]
+                table[v][(k, name)] = iou
+                rows.append({"variant": v, "level": k, "class": name, "iou": iou})
+    with atomic_path(layout.IOU_TABLE) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.4f")
+    plots.save(plots.iou_heatmap(table, "IoU per class, level and variant (val)"), out / "iou_per_class.png", dpi)
+
+    n_grid = min(int(settings.get("grid_images", 4)), len(val["ids"]))
+    n_worst = min(int(settings.get("worst_cases", 4)), len(val["ids"]))
+    grid_idx = np.linspace(0, len(val["ids"]) - 1, n_grid).astype(int)
+    images, masks, ids = val["images"].numpy(), val["masks"].numpy(), val["ids"]
+    deepest = len(tree.levels) - 1
+    for v in variants:
+        history = pd.read_csv(layout.history_file(v)).to_dict("list")
+        plots.save(plots.training_curves(history, v), out / f"curves_{v}.png", dpi)
+        details = np.load(layout.details_file(v))
+        pred = details["pred"]
+        plots.save(plots.prediction_grid(images[grid_idx], masks[grid_idx], pred[grid_idx], tree,
+                                         f"{v}: val predictions", [ids[i] for i in grid_idx]),
+                   out / f"predictions_{v}.png", dpi)
+        per_image = plots.per_image_level_miou(details["per_image_confusion"], tree, deepest)
+        worst = np.argsort(np.nan_to_num(per_image, nan=np.inf))[:n_worst]
+        plots.save(plots.prediction_grid(images[worst], masks[worst], pred[worst], tree,
+                                         f"{v}: lowest level-{deepest} mIoU val images",
+                                         [f"{ids[i]} ({per_image[i]:.2f})" for i in worst]),
+                   out / f"worst_{v}.png", dpi)
+        plots.save(plots.confusion_figure(details["confusion"], list(tree.leaf_names),
+                                          f"{v}: confusion (rows = truth, normalised)"),
+                   out / f"confusion_{v}.png", dpi)
+    print(f"plots for {len(variants)} variant(s) -> {out}, {layout.IOU_TABLE}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    run_cli(main, parser)

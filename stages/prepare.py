@@ -1,0 +1,43 @@
+"""Stage prepare: validate the dataset and cache resized uint8 tensors for train and val."""
+import argparse
+import time
+
+from hseg import layout
+from hseg.atomic import write_json
+from hseg.config import class_tree
+from hseg.dataset import check_splits, read_classes, read_ids
+from hseg.errors import UserError, run_cli
+from hseg.params import check_size, data_paths, load_params, section
+from hseg.prepare import build_cache, save_cache
+
+
+def main(args):
+    params = load_params(args.params)
+    size = check_size("prepare.size", section(params, "prepare").get("size"))
+    workers = section(params, "prepare").get("workers", 0)
+    paths = data_paths(params)
+    leaf_names = read_classes(paths["classes_file"])
+    class_tree(params, leaf_names)  # fail now, not after decoding, if the tree does not fit classes.txt
+    train_ids, val_ids = read_ids(paths["train_ids"]), read_ids(paths["val_ids"])
+    check_splits(train_ids, val_ids, paths["train_ids"], paths["val_ids"])
+
+    start = time.perf_counter()
+    # decode and validate both splits before writing anything
+    caches = {
+        split: build_cache(paths["root"], ids, len(leaf_names), size, keep_full_masks=(split == "val"),
+                           workers=workers, desc=split)
+        for split, ids in (("train", train_ids), ("val", val_ids))
+    }
+    for split, cache in caches.items():
+        cache["leaf_names"] = leaf_names
+        save_cache(cache, layout.cache_file(split))
+    write_json(layout.PREPARED / "summary.json", {"size": size, "train": len(train_ids), "val": len(val_ids),
+                                                 "classes": leaf_names})
+    print(f"prepared {len(train_ids)} train + {len(val_ids)} val images at {size}px "
+          f"in {time.perf_counter() - start:.1f}s -> {layout.PREPARED}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    run_cli(main, parser)

@@ -1,0 +1,32 @@
+"""Stage train@<variant>: train one arch-encoder-weights variant on the prepared cache."""
+import argparse
+
+from hseg import layout
+from hseg.config import class_tree
+from hseg.errors import run_cli
+from hseg.params import load_params, train_config
+from hseg.prepare import load_cache
+from hseg.train import train_variant
+
+
+def main(args):
+    params = load_params(args.params)
+    cfg = train_config(params, args.variant)  # every param is checked before data is loaded
+    if cfg.weights == "imagenet":
+        from hseg.models import imagenet_weights_file
+        imagenet_weights_file(cfg.encoder)  # fail in seconds if the weights cannot be had
+    train_cache, val_cache = load_cache(layout.cache_file("train")), load_cache(layout.cache_file("val"))
+    tree = class_tree(params, train_cache["leaf_names"])
+    last = train_variant(cfg, tree, train_cache, val_cache, weights_out=layout.weights_file(cfg.variant),
+                         history_out=layout.history_file(cfg.variant), resume_path=layout.resume_file(cfg.variant),
+                         progress=not args.no_progress)
+    print(f"{cfg.variant}: done, last epoch val mIoU^2 {last['val_miou2']}; weights -> "
+          f"{layout.weights_file(cfg.variant)}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("variant", help="e.g. unet-resnet34-scratch (<arch>-<encoder>-<weights>)")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run_cli(main, parser)
