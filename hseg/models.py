@@ -9,7 +9,9 @@ message instead of a traceback from inside the hub client.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import segmentation_models_pytorch as smp
 import torch
@@ -47,7 +49,7 @@ def imagenet_weights_file(encoder: str) -> Path:
     missing = [f for f, p in found.items() if not isinstance(p, str)]
     if not missing:
         return Path(found["model.safetensors"])
-    if not os.environ.get("HF_HUB_OFFLINE"):
+    if not os.environ.get("HF_HUB_OFFLINE") and _hub_reachable():
         try:
             for f in HUB_FILES:
                 found[f] = hf_hub_download(repo_id, f, revision=revision, cache_dir=cache, etag_timeout=5)
@@ -62,6 +64,17 @@ def imagenet_weights_file(encoder: str) -> Path:
         f"snapshot_download('{repo_id}', revision='{revision}')\"`, copy its "
         f"models--{repo_id.replace('/', '--')} folder into {cache} (or set HF_HUB_CACHE to a cache that has it), "
         f"or train this variant with weights 'scratch'.")
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connect to the hub, so a machine without network fails in seconds
+    instead of waiting out the hub client's retries."""
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def build_model(arch: str, encoder: str, weights: str, num_classes: int) -> torch.nn.Module:

@@ -28,7 +28,7 @@ def _decode_one(job):
     except UserError as exc:
         return image_id, str(exc)
     small_image = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-    small_mask = np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST))
+    small_mask = np.array(Image.fromarray(mask).resize((size, size), Image.NEAREST))
     return image_id, (small_image.transpose(2, 0, 1).copy(), small_mask, mask.shape, mask if keep_full else None)
 
 

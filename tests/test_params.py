@@ -1,0 +1,68 @@
+import pytest
+
+from hseg.errors import UserError
+from hseg.params import check_size, parse_variant, study_variants, train_config
+
+
+def test_default_params_give_the_original_recipe(params):
+    cfg = train_config(params, "unet-resnet34-scratch")
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.t0, cfg.eta_min) == (20, 16, 1e-3, 10, 1e-6)
+    assert len(study_variants(params)) == 8
+
+
+def test_variant_override_applies_to_that_variant_only(params):
+    params["variants"]["unet-resnet34-scratch"] = {"lr": 5e-4}
+    assert train_config(params, "unet-resnet34-scratch").lr == 5e-4
+    assert train_config(params, "unet-resnet50-scratch").lr == 1e-3
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("epochs", 0, "train.epochs = 0: must be a positive integer"),
+    ("epochs", 2.5, "train.epochs = 2.5: must be a positive integer"),
+    ("batch_size", -1, "train.batch_size = -1"),
+    ("lr", 0, "train.lr = 0: must be a positive number"),
+    ("precision", "fp16", "train.precision = 'fp16': allowed values are bf16, fp32"),
+])
+def test_bad_train_values_are_named(params, key, value, message):
+    params["train"][key] = value
+    with pytest.raises(UserError) as err:
+        train_config(params, "unet-resnet34-scratch")
+    assert message in str(err.value)
+
+
+def test_bad_variant_override_names_the_variant(params):
+    params["variants"]["unet-resnet34-scratch"] = {"lr": -1}
+    with pytest.raises(UserError, match=r"variants.unet-resnet34-scratch.lr = -1"):
+        train_config(params, "unet-resnet34-scratch")
+    params["variants"]["unet-resnet34-scratch"] = {"learning_rate": 1}
+    with pytest.raises(UserError, match=r"unknown key\(s\) \['learning_rate'\]"):
+        train_config(params, "unet-resnet34-scratch")
+
+
+@pytest.mark.parametrize("axis, value, message", [
+    ("archs", ["unet", "pspnet"], "study.archs = 'pspnet': allowed values are unet, deeplabv3plus"),
+    ("encoders", ["resnet18"], "study.encoders = 'resnet18'"),
+    ("weights", ["ssl"], "study.weights = 'ssl': allowed values are scratch, imagenet"),
+    ("archs", [], "must be a non-empty list"),
+])
+def test_bad_study_axes_are_named(params, axis, value, message):
+    params["study"][axis] = value
+    with pytest.raises(UserError) as err:
+        study_variants(params)
+    assert message in str(err.value)
+
+
+def test_variant_names_are_checked():
+    assert parse_variant("deeplabv3plus-resnet50-imagenet") == ("deeplabv3plus", "resnet50", "imagenet")
+    with pytest.raises(UserError, match="arch = 'fpn'"):
+        parse_variant("fpn-resnet34-scratch")
+    with pytest.raises(UserError, match="expected <arch>-<encoder>-<weights>"):
+        parse_variant("unet")
+
+
+def test_sizes_must_be_multiples_of_32():
+    assert check_size("prepare.size", 96) == 96
+    with pytest.raises(UserError, match=r"prepare.size = 100: .*multiple of 32 \(try 96 or 128\)"):
+        check_size("prepare.size", 100)
+    with pytest.raises(UserError, match="positive integer"):
+        check_size("prepare.size", 0)
