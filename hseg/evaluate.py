@@ -4,13 +4,28 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
+from .hierarchy import parent_index, independent_consistency, leaf_scores
 from .metrics import confusion_matrix, hierarchical_scores
 from .prepare import full_mask
 from .runtime import predict_logits, upsample
 from .tree import ClassTree
 
 
-def evaluate_model(model, val_cache: dict, tree: ClassTree, device, precision: str, batch_size: int,
+def predict_batches(model, mode: str, tree: ClassTree, images_small: torch.Tensor, sizes: list, device,
+                    precision: str, batch_size: int, progress: bool = True, desc: str = "predict"):
+    """Yield (start index, raw outputs, leaf scores at cache size, [leaf map at original size]).
+
+    Leaf scores are upsampled bilinearly to each image's (H, W) before the
+    argmax. Shared by evaluate and predict so both give identical maps."""
+    n = len(images_small)
+    for lo in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=not progress):
+        outputs = predict_logits(model, images_small[lo:lo + batch_size], device, precision)
+        scores = leaf_scores(outputs, tree, mode)
+        full = [upsample(scores[j:j + 1], tuple(sizes[lo + j]))[0].argmax(0).cpu() for j in range(len(scores))]
+        yield lo, outputs, scores, full
+
+
+def evaluate_model(model, mode: str, val_cache: dict, tree: ClassTree, device, precision: str, batch_size: int,
                    progress: bool = True) -> tuple[dict, dict]:
     """Returns (scores, details).
 
@@ -23,15 +38,34 @@ def evaluate_model(model, val_cache: dict, tree: ClassTree, device, precision: s
     n = len(val_cache["ids"])
     per_image = torch.zeros(n, n_cls, n_cls, dtype=torch.int64)
     preds_small = torch.empty_like(val_cache["masks"])
-    for lo in tqdm(range(0, n, batch_size), desc="evaluate", unit="batch", disable=not progress):
-        logits = predict_logits(model, val_cache["images"][lo:lo + batch_size], device, precision)
-        preds_small[lo:lo + len(logits)] = logits.argmax(1).to(torch.uint8).cpu()
-        for j in range(len(logits)):
-            k = lo + j
-            target = full_mask(val_cache, k)
-            pred = upsample(logits[j:j + 1], tuple(target.shape))[0].argmax(0).cpu()
-            per_image[k] = confusion_matrix(target, pred, n_cls)
+    consistent = [0, 0]  # pixels whose level predictions agree with the tree, pixels
+    levelwise = [0, 0]    # the same for independent per-level argmax (tree mode only)
+    batches = predict_batches(model, mode, tree, val_cache["images"], val_cache["sizes"].tolist(), device,
+                              precision, batch_size, progress, "evaluate")
+    for lo, outputs, scores, full_preds in batches:
+        preds_small[lo:lo + len(scores)] = scores.argmax(1).to(torch.uint8).cpu()
+        if mode == "tree":
+            levelwise = [a + b for a, b in zip(levelwise, independent_consistency(outputs, tree))]
+        for k, pred in enumerate(full_preds, start=lo):
+            per_image[k] = confusion_matrix(full_mask(val_cache, k), pred, n_cls)
+            consistent = [a + b for a, b in zip(consistent, tree_consistency(pred, tree))]
     cm = per_image.sum(0).numpy()
     details = {"confusion": cm, "per_image_confusion": per_image.numpy(), "pred": preds_small.numpy(),
                "ids": list(val_cache["ids"])}
-    return hierarchical_scores(cm, tree), details
+    scores = hierarchical_scores(cm, tree)
+    scores["consistency"] = consistent[0] / consistent[1]
+    if mode == "tree":
+        scores["consistency_levelwise_argmax"] = levelwise[0] / levelwise[1]
+    return scores, details
+
+
+def tree_consistency(leaf_pred: torch.Tensor, tree: ClassTree) -> tuple[int, int]:
+    """(pixels whose level-0..K predictions nest as the tree says, pixels).
+
+    Level predictions are read off the predicted leaf, so this is 1.0 by
+    construction for flat and path inference; it guards that property."""
+    level_preds = [torch.as_tensor(level.leaf_to_level)[leaf_pred.long()] for level in tree.levels]
+    ok = torch.ones_like(leaf_pred, dtype=torch.bool)
+    for k in range(1, len(level_preds)):
+        ok &= parent_index(tree, k)[level_preds[k]] == level_preds[k - 1]
+    return int(ok.sum()), ok.numel()

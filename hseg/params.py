@@ -16,7 +16,7 @@ ARCHS = ("unet", "deeplabv3plus")
 ENCODERS = ("resnet34", "resnet50")
 WEIGHTS = ("scratch", "imagenet")
 PRECISIONS = ("bf16", "fp32")
-LOSSES = ("flat",)
+LOSSES = ("flat", "tree")
 SIZE_MULTIPLE = 32  # smp encoders downsample 5 times
 
 
@@ -135,6 +135,8 @@ class TrainConfig:
     precision: str
     device: str
     loss: str
+    tree_weight: float
+    tree_gamma: float
     augment: Augment = field(default_factory=Augment)
 
 
@@ -152,6 +154,7 @@ def train_config(params: dict, variant: str) -> TrainConfig:
     where = lambda key: f"variants.{variant}.{key}" if key in overrides else f"train.{key}"  # noqa: E731
 
     sched = recipe.get("scheduler") or {}
+    tree_loss = recipe.get("tree_loss") or {}
     augment = recipe.get("augment") or {}
     known_aug = {f.name for f in fields(Augment)}
     if set(augment) - known_aug:
@@ -176,5 +179,7 @@ def train_config(params: dict, variant: str) -> TrainConfig:
         precision=_choice(where("precision"), recipe.get("precision", "bf16"), PRECISIONS),
         device=_choice(where("device"), recipe.get("device", "auto"), ("auto", "cpu", "cuda")),
         loss=_choice(where("loss"), recipe.get("loss", "flat"), LOSSES),
+        tree_weight=_non_negative(f"{where('tree_loss')}.weight", tree_loss.get("weight", 1.0)),
+        tree_gamma=_non_negative(f"{where('tree_loss')}.gamma", tree_loss.get("gamma", 2.0)),
         augment=aug,
     )

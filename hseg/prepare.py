@@ -27,9 +27,14 @@ def _decode_one(job):
         image, mask = load_pair(root, image_id, num_classes)
     except UserError as exc:
         return image_id, str(exc)
-    small_image = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    small_image = resize_image(image, size)
     small_mask = np.array(Image.fromarray(mask).resize((size, size), Image.NEAREST))
-    return image_id, (small_image.transpose(2, 0, 1).copy(), small_mask, mask.shape, mask if keep_full else None)
+    return image_id, (small_image, small_mask, mask.shape, mask if keep_full else None)
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """HxWx3 uint8 -> 3xSxS uint8, the way every model input is made (prepare and predict)."""
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR)).transpose(2, 0, 1).copy()
 
 
 def build_cache(root: Path, ids: list[str], num_classes: int, size: int, *,

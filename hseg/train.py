@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from .atomic import atomic_path, write_text
 from .augment import augment_batch
 from .errors import UserError
+from .hierarchy import leaf_scores, loss_fn, num_outputs
 from .metrics import confusion_matrix, hierarchical_scores
 from .models import build_model, normalize
 from .params import TrainConfig
@@ -35,19 +35,23 @@ def _fingerprint(cfg: TrainConfig, train_cache: dict) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()
 
 
-def validate(model, val_cache: dict, tree: ClassTree, device, precision: str, batch_size: int):
+def validate(model, val_cache: dict, tree: ClassTree, cfg: TrainConfig, device):
     """(val loss, {miou0, miou1, ...}) at the cache resolution."""
     model.eval()
     n_cls = tree.num_leaves
     cm = torch.zeros(n_cls, n_cls, dtype=torch.int64)
     loss_sum, n = 0.0, len(val_cache["ids"])
-    for lo in range(0, n, batch_size):
-        logits = predict_logits(model, val_cache["images"][lo:lo + batch_size], device, precision).cpu()
-        target = val_cache["masks"][lo:lo + batch_size].long()
-        loss_sum += F.cross_entropy(logits, target, reduction="sum").item() / target[0].numel()
-        cm += confusion_matrix(target, logits.argmax(1), n_cls)
+    for lo in range(0, n, cfg.batch_size):
+        outputs = predict_logits(model, val_cache["images"][lo:lo + cfg.batch_size], device, cfg.precision).cpu()
+        target = val_cache["masks"][lo:lo + cfg.batch_size].long()
+        loss_sum += _loss(outputs, target, tree, cfg).item() * len(target)
+        cm += confusion_matrix(target, leaf_scores(outputs, tree, cfg.loss).argmax(1), n_cls)
     scores = hierarchical_scores(cm.numpy(), tree)
     return loss_sum / n, {k: v for k, v in scores.items() if k.startswith("miou")}
+
+
+def _loss(outputs, target, tree: ClassTree, cfg: TrainConfig):
+    return loss_fn(outputs, target, tree, cfg.loss, cfg.tree_weight, cfg.tree_gamma)
 
 
 def _history_csv(rows: list[dict]) -> str:
@@ -63,7 +67,7 @@ def train_variant(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cach
     """Train one variant; write its weights and per-epoch history. Returns the last history row."""
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
-    model = prepare_model(build_model(cfg.arch, cfg.encoder, cfg.weights, tree.num_leaves), device)
+    model = prepare_model(build_model(cfg.arch, cfg.encoder, cfg.weights, num_outputs(tree, cfg.loss)), device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=cfg.t0, eta_min=cfg.eta_min)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -99,7 +103,7 @@ def train_variant(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cach
             x, y = augment_batch(x, y, cfg.augment, gen)
             x = normalize(x).contiguous(memory_format=torch.channels_last)
             with autocast(device, cfg.precision):
-                loss = F.cross_entropy(model(x).float(), y.long())
+                loss = _loss(model(x), y, tree, cfg)
             if not torch.isfinite(loss):
                 bar.close()
                 raise UserError(f"{cfg.variant}: loss became {loss.item()} at epoch {epoch + 1}, batch {step + 1}; "
@@ -111,7 +115,7 @@ def train_variant(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cach
             loss_sum += loss.item()
             bar.update()
             bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss.item():.3f}")
-        val_loss, val = validate(model, val_cache, tree, device, cfg.precision, cfg.batch_size)
+        val_loss, val = validate(model, val_cache, tree, cfg, device)
         history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / steps,
                         "val_loss": val_loss, **{f"val_{k}": v for k, v in val.items()},
                         "seconds": time.perf_counter() - t0})
@@ -126,8 +130,9 @@ def train_variant(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cach
     bar.close()
 
     meta = {"variant": cfg.variant, "arch": cfg.arch, "encoder": cfg.encoder, "weights": cfg.weights,
-            "num_classes": tree.num_leaves, "mode": cfg.loss, "size": train_cache["size"],
-            "leaf_names": list(tree.leaf_names), "epochs": cfg.epochs}
+            "num_classes": num_outputs(tree, cfg.loss), "mode": cfg.loss, "size": train_cache["size"],
+            "leaf_names": list(tree.leaf_names), "tree": tree.spec, "background": tree.background,
+            "epochs": cfg.epochs}
     with atomic_path(weights_out) as tmp:
         torch.save({"meta": meta, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
     write_text(history_out, _history_csv(history))

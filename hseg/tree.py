@@ -30,6 +30,7 @@ class ClassTree:
     background: str
     levels: tuple[Level, ...]
     parents: dict                 # node name -> parent name (root children map to None)
+    spec: dict                    # the tree as written in params, kept in checkpoints
 
     @property
     def num_leaves(self) -> int:
@@ -99,7 +100,7 @@ def build_tree(tree_spec, background: str, leaf_names: list[str]) -> ClassTree:
                 names.append(node)
             lut[leaf_id] = names.index(node)
         levels.append(Level(tuple(names), lut))
-    return ClassTree(tuple(leaf_names), background, tuple(levels), parents)
+    return ClassTree(tuple(leaf_names), background, tuple(levels), parents, tree_spec)
 
 
 def _ancestors(node, parents):

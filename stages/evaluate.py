@@ -23,7 +23,7 @@ def main(args):
     device = pick_device(settings.get("device", "auto"))
     model, meta = load_checkpoint(layout.weights_file(args.variant))
     model = prepare_model(model, device)
-    scores, details = evaluate_model(model, val_cache, tree, device, settings.get("precision", "bf16"),
+    scores, details = evaluate_model(model, meta["mode"], val_cache, tree, device, settings.get("precision", "bf16"),
                                      int(settings.get("batch_size", 16)), progress=not args.no_progress)
     with atomic_path(layout.details_file(args.variant)) as tmp:
         with open(tmp, "wb") as f:

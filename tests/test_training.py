@@ -1,0 +1,137 @@
+"""Training behaviour on synthetic data: determinism, resume after a kill, divergence,
+and `predict` agreeing with `evaluate`."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from hseg.dataset import read_classes, read_ids
+from hseg.errors import UserError
+from hseg.metrics import confusion_matrix, hierarchical_scores
+from hseg.params import train_config
+from hseg.prepare import build_cache, save_cache
+from hseg.train import train_variant
+from tests.synthetic import make_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIANT = "unet-resnet34-scratch"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A working folder laid out like the repository, with a prepared 64 px cache."""
+    work = tmp_path_factory.mktemp("work")
+    root = make_dataset(work / "data" / "pascal-part", n_train=16, n_val=6)
+    for split in ("train", "val"):
+        cache = build_cache(root, read_ids(root / f"{split}_id.txt"), 7, 64, keep_full_masks=True, workers=1)
+        cache["leaf_names"] = read_classes(root / "classes.txt")
+        save_cache(cache, work / "data" / "prepared" / f"{split}.pt")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"].update(epochs=3, batch_size=8)
+    params["evaluate"]["batch_size"] = 16
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    return work
+
+
+def load(work, split):
+    return torch.load(work / "data" / "prepared" / f"{split}.pt", weights_only=True)
+
+
+def train_once(work, tree, out: Path, **overrides):
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["train"].update(overrides)
+    cfg = train_config(params, VARIANT)
+    train_variant(cfg, tree, load(work, "train"), load(work, "val"), weights_out=out / "w.pt",
+                  history_out=out / "h.csv", resume_path=out / "resume.pt", progress=False)
+    return torch.load(out / "w.pt", weights_only=False)["state_dict"], (out / "h.csv").read_text()
+
+
+def stage(work, *args, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", *args], cwd=work, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_same_params_give_identical_weights_and_metrics(workdir, tree, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, hist_a = train_once(workdir, tree, tmp_path / "a", epochs=2)
+    second, hist_b = train_once(workdir, tree, tmp_path / "b", epochs=2)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    strip_time = lambda h: [line.rsplit(",", 1)[0] for line in h.splitlines()]  # noqa: E731
+    assert strip_time(hist_a) == strip_time(hist_b)
+    assert not (tmp_path / "a" / "resume.pt").exists()  # removed once training finished
+
+
+def test_killed_train_stage_resumes_to_the_same_weights(workdir):
+    weights = workdir / "models" / f"{VARIANT}.pt"
+    resume = workdir / "models" / ".resume" / f"{VARIANT}.pt"
+    # uninterrupted reference run through the real stage
+    ref = stage(workdir, "stages.train", VARIANT, "--no-progress")
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+    reference = torch.load(weights, weights_only=False)["state_dict"]
+    reference_history = (workdir / "plots" / "history" / f"{VARIANT}.csv").read_text()
+    weights.unlink()
+
+    proc = stage(workdir, "stages.train", VARIANT, "--no-progress")
+    deadline = time.monotonic() + 300
+    while not resume.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert resume.exists() and not weights.exists()
+
+    rerun = stage(workdir, "stages.train", VARIANT, "--no-progress")
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert f"resuming {VARIANT} after epoch" in out
+    resumed = torch.load(weights, weights_only=False)["state_dict"]
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+    strip_time = lambda h: [line.rsplit(",", 1)[0] for line in h.splitlines()]  # noqa: E731
+    assert strip_time((workdir / "plots" / "history" / f"{VARIANT}.csv").read_text()) == strip_time(reference_history)
+    assert not resume.exists()
+
+
+def test_diverging_loss_stops_with_epoch_and_batch_and_writes_no_model(workdir, tree, tmp_path):
+    with pytest.raises(UserError, match=r"loss became (nan|inf) at epoch 1, batch \d+.*No model was written"):
+        train_once(workdir, tree, tmp_path, epochs=1, lr=1e30, precision="fp32")
+    assert not (tmp_path / "w.pt").exists()
+
+
+def test_predict_pngs_score_like_evaluate(workdir, tree, tmp_path):
+    weights = workdir / "models" / f"{VARIANT}.pt"
+    if not weights.exists():
+        assert stage(workdir, "stages.train", VARIANT, "--no-progress").wait(timeout=300) == 0
+    ev = stage(workdir, "stages.evaluate", VARIANT, "--no-progress")
+    assert ev.wait(timeout=300) == 0, ev.stderr.read()
+    metrics = json.loads((workdir / "metrics" / f"{VARIANT}.json").read_text())
+    assert metrics["consistency"] == 1.0
+
+    root = workdir / "data" / "pascal-part"
+    val_ids = read_ids(root / "val_id.txt")
+    images = [root / "JPEGImages" / f"{i}.jpg" for i in val_ids]
+    (tmp_path / "broken.jpg").write_bytes(b"")
+    pred = stage(workdir, "hseg", "predict", "--variant", VARIANT, "--no-progress", "-o", str(tmp_path / "out"),
+                 *map(str, images), str(tmp_path / "broken.jpg"))
+    _, err = pred.communicate(timeout=300)
+    assert pred.returncode == 1 and "broken.jpg" in err  # unreadable file skipped, reported at the end
+    cm = np.zeros((7, 7), dtype=np.int64)
+    for i in val_ids:
+        leaf = np.array(Image.open(tmp_path / "out" / f"{i}.png"))
+        truth = np.array(Image.open(root / "masks" / f"{i}.png"))
+        assert leaf.shape == truth.shape
+        assert all((tmp_path / "out" / f"{i}_level{k}.png").is_file() for k in range(3))
+        cm += confusion_matrix(torch.from_numpy(truth), torch.from_numpy(leaf), 7).numpy()
+    scored = hierarchical_scores(cm, tree)
+    for k in range(3):
+        assert scored[f"miou{k}"] == pytest.approx(metrics[f"miou{k}"], abs=1e-4)
