@@ -137,6 +137,8 @@ class TrainConfig:
     loss: str
     tree_weight: float
     tree_gamma: float
+    processes: int
+    accumulate: int
     augment: Augment = field(default_factory=Augment)
 
 
@@ -181,5 +183,7 @@ def train_config(params: dict, variant: str) -> TrainConfig:
         loss=_choice(where("loss"), recipe.get("loss", "flat"), LOSSES),
         tree_weight=_non_negative(f"{where('tree_loss')}.weight", tree_loss.get("weight", 1.0)),
         tree_gamma=_non_negative(f"{where('tree_loss')}.gamma", tree_loss.get("gamma", 2.0)),
+        processes=_positive(where("processes"), recipe.get("processes", 1), int),
+        accumulate=_positive(where("accumulate"), recipe.get("accumulate", 1), int),
         augment=aug,
     )

@@ -9,11 +9,12 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from .atomic import atomic_path, write_text
@@ -62,35 +63,98 @@ def _history_csv(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def train_step(model, optimizer, images: torch.Tensor, masks: torch.Tensor, tree: ClassTree, cfg: TrainConfig,
+               gen: torch.Generator, device, rank: int = 0, world: int = 1) -> float:
+    """One optimisation step on a uint8 global batch; returns the global mean loss.
+
+    The whole global batch is augmented on every process (the same random draws
+    everywhere) and each process keeps its slice, so N processes compute the
+    same update as one process with the same global batch. With
+    ``cfg.accumulate`` = A, each slice is further split into A micro-batches
+    whose gradients are summed: 1 process x A micro-batches sees exactly the
+    BatchNorm batches that A processes see."""
+    x = images.to(device, non_blocking=True).float()
+    y = masks.to(device, non_blocking=True)
+    x, y = augment_batch(x, y, cfg.augment, gen)
+    stride = world * cfg.accumulate
+    optimizer.zero_grad(set_to_none=True)
+    total = torch.zeros((), device=device)
+    for j in range(cfg.accumulate):
+        xs = normalize(x[rank + j * world::stride]).contiguous(memory_format=torch.channels_last)
+        with autocast(device, cfg.precision):
+            loss = _loss(model(xs), y[rank + j * world::stride], tree, cfg) / cfg.accumulate
+        if not torch.isfinite(loss):
+            return float("nan") if torch.isnan(loss) else loss.item()  # stop before any update
+        loss.backward()
+        total += loss.detach()
+    if world > 1:
+        dist.all_reduce(total)
+        total /= world
+    if torch.isfinite(total):
+        optimizer.step()
+    return total.item()
+
+
+def _distributed(device_request: str):
+    """(rank, world size, device) from torchrun's environment; (0, 1, device) when not launched by it."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = pick_device(device_request)
+    if world == 1:
+        return 0, 1, device
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, device
+
+
 def train_variant(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict, *,
                   weights_out: Path, history_out: Path, resume_path: Path, progress: bool = True) -> dict:
-    """Train one variant; write its weights and per-epoch history. Returns the last history row."""
+    """Train one variant; write its weights and per-epoch history. Returns the last history row.
+
+    Under torchrun (WORLD_SIZE > 1) every process trains on its slice of each
+    global batch with DistributedDataParallel; process 0 validates and writes."""
+    rank, world, device = _distributed(cfg.device)
+    if cfg.batch_size % (world * cfg.accumulate):
+        raise UserError(f"train.batch_size = {cfg.batch_size} must divide evenly into {world} process(es) "
+                        f"x {cfg.accumulate} micro-batch(es) (train.processes x train.accumulate)")
     torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
-    model = prepare_model(build_model(cfg.arch, cfg.encoder, cfg.weights, num_outputs(tree, cfg.loss)), device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    net = prepare_model(build_model(cfg.arch, cfg.encoder, cfg.weights, num_outputs(tree, cfg.loss)), device)
+    if world > 1:
+        if device.type == "cuda":  # batch statistics over the global batch, as in one process (GPU-only in torch)
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    else:
+        model = net
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=cfg.t0, eta_min=cfg.eta_min)
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict] = []
     start_epoch = 0
     fingerprint = _fingerprint(cfg, train_cache)
+    lead = rank == 0
 
     if resume_path.is_file():
         state = torch.load(resume_path, map_location="cpu", weights_only=False)
         if state.get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
+            net.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             gen.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
             history, start_epoch = state["history"], state["epoch"]
-            print(f"resuming {cfg.variant} after epoch {start_epoch} from {resume_path}")
+            if lead:
+                print(f"resuming {cfg.variant} after epoch {start_epoch} from {resume_path}")
 
     images, masks = train_cache["images"], train_cache["masks"]
+    if device.type == "cuda":
+        images, masks = images.pin_memory(), masks.pin_memory()
     n = len(images)
     steps = math.ceil(n / cfg.batch_size)
     bar = tqdm(total=cfg.epochs * steps, initial=start_epoch * steps, desc=cfg.variant, unit="batch",
-               disable=not progress, dynamic_ncols=True)
+               disable=not (progress and lead), dynamic_ncols=True)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         t0 = time.perf_counter()
@@ -98,43 +162,44 @@ def train_variant(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cach
         loss_sum = 0.0
         for step in range(steps):
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            x = images[idx].to(device, non_blocking=True).float()
-            y = masks[idx].to(device, non_blocking=True)
-            x, y = augment_batch(x, y, cfg.augment, gen)
-            x = normalize(x).contiguous(memory_format=torch.channels_last)
-            with autocast(device, cfg.precision):
-                loss = _loss(model(x), y, tree, cfg)
-            if not torch.isfinite(loss):
+            loss = train_step(model, optimizer, images[idx], masks[idx], tree, cfg, gen, device, rank, world)
+            if not math.isfinite(loss):
                 bar.close()
-                raise UserError(f"{cfg.variant}: loss became {loss.item()} at epoch {epoch + 1}, batch {step + 1}; "
+                raise UserError(f"{cfg.variant}: loss became {loss} at epoch {epoch + 1}, batch {step + 1}; "
                                 f"lower train.lr (now {cfg.lr}) or use precision fp32. No model was written.")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
             scheduler.step(epoch + (step + 1) / steps)
-            loss_sum += loss.item()
+            loss_sum += loss
             bar.update()
-            bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss.item():.3f}")
-        val_loss, val = validate(model, val_cache, tree, cfg, device)
-        history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / steps,
-                        "val_loss": val_loss, **{f"val_{k}": v for k, v in val.items()},
-                        "seconds": time.perf_counter() - t0})
-        bar.write(f"{cfg.variant} epoch {epoch + 1}/{cfg.epochs}: train loss {loss_sum / steps:.4f}, "
-                  f"val loss {val_loss:.4f}, val mIoU " + " / ".join(f"{v:.3f}" if v is not None else "-"
-                                                                       for v in val.values()))
-        write_text(history_out, _history_csv(history))
-        with atomic_path(resume_path) as tmp:
-            torch.save({"fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "history": history}, tmp)
+            bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss:.3f}")
+        if lead:
+            val_loss, val = validate(net, val_cache, tree, cfg, device)
+            history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                            "train_loss": loss_sum / steps, "val_loss": val_loss,
+                            **{f"val_{k}": v for k, v in val.items()}, "seconds": time.perf_counter() - t0})
+            bar.write(f"{cfg.variant} epoch {epoch + 1}/{cfg.epochs}: train loss {loss_sum / steps:.4f}, "
+                      f"val loss {val_loss:.4f}, val mIoU " + " / ".join(f"{v:.3f}" if v is not None else "-"
+                                                                           for v in val.values()))
+            write_text(history_out, _history_csv(history))
+            with atomic_path(resume_path) as tmp:
+                torch.save({"fingerprint": fingerprint, "epoch": epoch + 1, "model": net.state_dict(),
+                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                            "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "history": history},
+                           tmp)
+        if world > 1:
+            dist.barrier()
     bar.close()
+    if not lead:
+        return {}
 
     meta = {"variant": cfg.variant, "arch": cfg.arch, "encoder": cfg.encoder, "weights": cfg.weights,
             "num_classes": num_outputs(tree, cfg.loss), "mode": cfg.loss, "size": train_cache["size"],
             "leaf_names": list(tree.leaf_names), "tree": tree.spec, "background": tree.background,
             "epochs": cfg.epochs}
+    # SyncBatchNorm keeps BatchNorm2d's parameter names, so these load into a plain model
+    state_dict = {k: v.cpu() for k, v in net.state_dict().items()}
     with atomic_path(weights_out) as tmp:
-        torch.save({"meta": meta, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
+        torch.save({"meta": meta, "state_dict": state_dict}, tmp)
     write_text(history_out, _history_csv(history))
     resume_path.unlink(missing_ok=True)
     return history[-1]
+

@@ -1,5 +1,7 @@
 """Stage train@<variant>: train one arch-encoder-weights variant on the prepared cache."""
 import argparse
+import os
+import sys
 
 from hseg import layout
 from hseg.config import class_tree
@@ -12,6 +14,10 @@ from hseg.train import train_variant
 def main(args):
     params = load_params(args.params)
     cfg = train_config(params, args.variant)  # every param is checked before data is loaded
+    if cfg.processes > 1 and "WORLD_SIZE" not in os.environ:
+        # relaunch this same stage under torchrun, one process per device
+        os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                  f"--nproc-per-node={cfg.processes}", "-m", "stages.train", *sys.argv[1:]])
     if cfg.weights == "imagenet":
         from hseg.models import imagenet_weights_file
         imagenet_weights_file(cfg.encoder)  # fail in seconds if the weights cannot be had
@@ -20,6 +26,8 @@ def main(args):
     last = train_variant(cfg, tree, train_cache, val_cache, weights_out=layout.weights_file(cfg.variant),
                          history_out=layout.history_file(cfg.variant), resume_path=layout.resume_file(cfg.variant),
                          progress=not args.no_progress)
+    if not last:  # not the lead process
+        return
     print(f"{cfg.variant}: done, last epoch val mIoU^2 {last['val_miou2']}; weights -> "
           f"{layout.weights_file(cfg.variant)}")
 

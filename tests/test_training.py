@@ -17,6 +17,7 @@ from PIL import Image
 from hseg.dataset import read_classes, read_ids
 from hseg.errors import UserError
 from hseg.metrics import confusion_matrix, hierarchical_scores
+from hseg.models import build_model, normalize
 from hseg.params import train_config
 from hseg.prepare import build_cache, save_cache
 from hseg.train import train_variant
@@ -135,3 +136,38 @@ def test_predict_pngs_score_like_evaluate(workdir, tree, tmp_path):
     scored = hierarchical_scores(cm, tree)
     for k in range(3):
         assert scored[f"miou{k}"] == pytest.approx(metrics[f"miou{k}"], abs=1e-4)
+
+
+def test_two_cpu_processes_match_one_with_the_same_global_batch(workdir, tmp_path):
+    """torchrun with 2 gloo processes (launched by the stage itself) vs one process, same global
+    batch of 8, fp32, 1 epoch. On CPU each process normalises BatchNorm over its own 4 images
+    (SyncBatchNorm is GPU-only in PyTorch), so the single process splits the batch the same way
+    (train.accumulate = 2). Float reduction order still differs, so the trained weights (BatchNorm
+    running statistics excluded, they are per-process buffers) must agree to within 2% of the
+    distance they moved from their initial values."""
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["train"].update(epochs=1, precision="fp32")
+    results = {}
+    for processes in (1, 2):
+        params["train"]["processes"] = processes
+        params["train"]["accumulate"] = 2 // processes
+        (workdir / f"params{processes}.yaml").write_text(yaml.safe_dump(params))
+        proc = stage(workdir, "stages.train", VARIANT, "--no-progress", "--params", f"params{processes}.yaml")
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        results[processes] = torch.load(workdir / "models" / f"{VARIANT}.pt", weights_only=False)["state_dict"]
+    differ = sum(((results[1][k].float() - results[2][k].float()).abs() > 1e-4).sum().item() for k in results[1]
+                 if results[1][k].is_floating_point() and "running" not in k)
+    count = sum(v.numel() for k, v in results[1].items() if v.is_floating_point() and "running" not in k)
+    models = []
+    for sd in (results[1], results[2]):
+        m = build_model("unet", "resnet34", "scratch", 7)
+        m.load_state_dict(sd)
+        models.append(m.eval())
+    val = load(workdir, "val")
+    with torch.no_grad():
+        x = normalize(val["images"])
+        a, b = models[0](x).argmax(1), models[1](x).argmax(1)
+    agree = (a == b).float().mean().item()
+    print(f"weights differing by >1e-4: {differ / count:.2%}; val pixel agreement {agree:.2%}")
+    assert differ / count < 0.05 and agree > 0.98
