@@ -17,7 +17,7 @@ from PIL import Image
 from hseg.dataset import read_classes, read_ids
 from hseg.errors import UserError
 from hseg.metrics import confusion_matrix, hierarchical_scores
-from hseg.models import build_model, normalize
+from hseg.models import build_model
 from hseg.params import train_config
 from hseg.prepare import build_cache, save_cache
 from hseg.train import train_variant
@@ -56,8 +56,8 @@ def train_once(work, tree, out: Path, **overrides):
     return torch.load(out / "w.pt", weights_only=False)["state_dict"], (out / "h.csv").read_text()
 
 
-def stage(work, *args, **kw):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def stage(work, *args, env_extra=None, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", *args], cwd=work, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
 
@@ -138,13 +138,14 @@ def test_predict_pngs_score_like_evaluate(workdir, tree, tmp_path):
         assert scored[f"miou{k}"] == pytest.approx(metrics[f"miou{k}"], abs=1e-4)
 
 
-def test_two_cpu_processes_match_one_with_the_same_global_batch(workdir, tmp_path):
-    """torchrun with 2 gloo processes (launched by the stage itself) vs one process, same global
-    batch of 8, fp32, 1 epoch. On CPU each process normalises BatchNorm over its own 4 images
-    (SyncBatchNorm is GPU-only in PyTorch), so the single process splits the batch the same way
-    (train.accumulate = 2). Float reduction order still differs, so the trained weights (BatchNorm
-    running statistics excluded, they are per-process buffers) must agree to within 2% of the
-    distance they moved from their initial values."""
+def test_two_cpu_processes_match_one_with_the_same_global_batch(workdir):
+    """torchrun with 2 gloo processes (launched by the stage itself) vs one process with the same
+    global batch of 8, fp32, 1 epoch. On CPU each process normalises BatchNorm over its own 4 images
+    (SyncBatchNorm is GPU-only in PyTorch), so the single process splits each batch the same way
+    (train.accumulate = 2). Both run one thread per process (torchrun's default): a different thread
+    count alone changes float rounding, which Adam's first steps amplify for near-zero gradients.
+    Stated tolerance: at least 99.9% of trained weights within 1e-5 of each other (BatchNorm running
+    statistics are per-process buffers and not compared)."""
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["train"].update(epochs=1, precision="fp32")
     results = {}
@@ -152,22 +153,16 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(workdir, tmp_pat
         params["train"]["processes"] = processes
         params["train"]["accumulate"] = 2 // processes
         (workdir / f"params{processes}.yaml").write_text(yaml.safe_dump(params))
-        proc = stage(workdir, "stages.train", VARIANT, "--no-progress", "--params", f"params{processes}.yaml")
+        proc = stage(workdir, "stages.train", VARIANT, "--no-progress", "--params", f"params{processes}.yaml",
+                     env_extra={"OMP_NUM_THREADS": "1"})
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
         results[processes] = torch.load(workdir / "models" / f"{VARIANT}.pt", weights_only=False)["state_dict"]
-    differ = sum(((results[1][k].float() - results[2][k].float()).abs() > 1e-4).sum().item() for k in results[1]
-                 if results[1][k].is_floating_point() and "running" not in k)
-    count = sum(v.numel() for k, v in results[1].items() if v.is_floating_point() and "running" not in k)
-    models = []
-    for sd in (results[1], results[2]):
-        m = build_model("unet", "resnet34", "scratch", 7)
-        m.load_state_dict(sd)
-        models.append(m.eval())
-    val = load(workdir, "val")
-    with torch.no_grad():
-        x = normalize(val["images"])
-        a, b = models[0](x).argmax(1), models[1](x).argmax(1)
-    agree = (a == b).float().mean().item()
-    print(f"weights differing by >1e-4: {differ / count:.2%}; val pixel agreement {agree:.2%}")
-    assert differ / count < 0.05 and agree > 0.98
+    torch.manual_seed(params["train"]["seed"])
+    init = build_model("unet", "resnet34", "scratch", 7).state_dict()
+    keys = [k for k, v in init.items() if v.is_floating_point() and "running" not in k]
+    single, multi = (torch.cat([r[k].float().flatten() for k in keys]) for r in (results[1], results[2]))
+    moved = (single - torch.cat([init[k].flatten() for k in keys])).abs().max().item()
+    close = ((single - multi).abs() <= 1e-5).float().mean().item()
+    print(f"weights within 1e-5: {close:.4%}; largest move from init {moved:.2e}")
+    assert moved > 1e-4 and close >= 0.999
