@@ -14,6 +14,18 @@ class UserError(Exception):
     """
 
 
+def stage_parser(doc: str, *, variant: bool = False, progress: bool = False) -> argparse.ArgumentParser:
+    """The arguments every stage script shares."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    parser = argparse.ArgumentParser(prog=f"python -m {spec.name}" if spec else None, description=doc)
+    if variant:
+        parser.add_argument("variant", help="<arch>-<encoder>-<weights>, e.g. unet-resnet34-scratch")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    if progress:
+        parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
 def run_cli(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     args = parser.parse_args()

@@ -1,12 +1,11 @@
 """Stage evaluate@<variant>: hierarchical mIoU on val at original resolution -> metrics/<variant>.json."""
-import argparse
 
 import numpy as np
 
 from hseg import layout
 from hseg.atomic import atomic_path, write_json
 from hseg.config import class_tree
-from hseg.errors import run_cli
+from hseg.errors import run_cli, stage_parser
 from hseg.evaluate import evaluate_model
 from hseg.models import load_checkpoint
 from hseg.params import load_params, parse_variant, section
@@ -34,8 +33,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("variant", help="e.g. unet-resnet34-scratch")
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    run_cli(main, parser)
+    run_cli(main, stage_parser(__doc__, variant=True, progress=True))

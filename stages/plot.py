@@ -1,5 +1,4 @@
 """Stage plot: figures under plots/figures and the per-class IoU table plots/iou_per_class.csv."""
-import argparse
 import json
 
 import numpy as np
@@ -8,7 +7,7 @@ import pandas as pd
 from hseg import layout, plots
 from hseg.atomic import atomic_path
 from hseg.config import class_tree
-from hseg.errors import UserError, run_cli
+from hseg.errors import UserError, run_cli, stage_parser
 from hseg.params import load_params, section, study_variants
 from hseg.prepare import load_cache
 
@@ -65,6 +64,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    run_cli(main, parser)
+    run_cli(main, stage_parser(__doc__))

@@ -1,12 +1,11 @@
 """Stage prepare: validate the dataset and cache resized uint8 tensors for train and val."""
-import argparse
 import time
 
 from hseg import layout
 from hseg.atomic import write_json
 from hseg.config import class_tree
 from hseg.dataset import check_splits, read_classes, read_ids
-from hseg.errors import UserError, run_cli
+from hseg.errors import UserError, run_cli, stage_parser
 from hseg.params import check_size, data_paths, load_params, section
 from hseg.prepare import build_cache, save_cache
 
@@ -38,6 +37,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    run_cli(main, parser)
+    run_cli(main, stage_parser(__doc__))

@@ -1,11 +1,10 @@
 """Stage train@<variant>: train one arch-encoder-weights variant on the prepared cache."""
-import argparse
 import os
 import sys
 
 from hseg import layout
 from hseg.config import class_tree
-from hseg.errors import run_cli
+from hseg.errors import run_cli, stage_parser
 from hseg.params import load_params, train_config
 from hseg.prepare import load_cache
 from hseg.train import train_variant
@@ -33,8 +32,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("variant", help="e.g. unet-resnet34-scratch (<arch>-<encoder>-<weights>)")
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    run_cli(main, parser)
+    run_cli(main, stage_parser(__doc__, variant=True, progress=True))
