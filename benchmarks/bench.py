@@ -35,7 +35,6 @@ from hseg.dataset import load_pair, read_classes, read_ids  # noqa: E402
 from hseg.evaluate import evaluate_model  # noqa: E402
 from hseg.models import build_model, normalize  # noqa: E402
 from hseg.params import load_params, train_config  # noqa: E402
-from hseg.prepare import build_cache  # noqa: E402
 from hseg.runtime import autocast, predict_logits, prepare_model  # noqa: E402
 from hseg.train import train_step  # noqa: E402
 

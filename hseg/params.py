@@ -187,3 +187,29 @@ def train_config(params: dict, variant: str) -> TrainConfig:
         accumulate=_positive(where("accumulate"), recipe.get("accumulate", 1), int),
         augment=aug,
     )
+
+
+def evaluate_settings(params: dict) -> dict:
+    ev = section(params, "evaluate")
+    return {"batch_size": _positive("evaluate.batch_size", ev.get("batch_size", 16), int),
+            "precision": _choice("evaluate.precision", ev.get("precision", "bf16"), PRECISIONS),
+            "device": _choice("evaluate.device", ev.get("device", "auto"), ("auto", "cpu", "cuda"))}
+
+
+def plot_settings(params: dict) -> dict:
+    plot = section(params, "plot")
+    out = {"dpi": _positive("plot.dpi", plot.get("dpi", 100), int)}
+    for key, default in (("grid_images", 4), ("worst_cases", 4)):
+        value = plot.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UserError(f"plot.{key} = {value!r}: must be an integer >= 0")
+        out[key] = value
+    return out
+
+
+def prepare_settings(params: dict) -> dict:
+    prep = section(params, "prepare")
+    workers = prep.get("workers", 0)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise UserError(f"prepare.workers = {workers!r}: must be an integer >= 0 (0 = all cores)")
+    return {"size": check_size("prepare.size", prep.get("size")), "workers": workers}

@@ -8,7 +8,7 @@ from hseg.config import class_tree
 from hseg.errors import run_cli, stage_parser
 from hseg.evaluate import evaluate_model
 from hseg.models import load_checkpoint
-from hseg.params import load_params, parse_variant, section
+from hseg.params import evaluate_settings, load_params, parse_variant
 from hseg.prepare import load_cache
 from hseg.runtime import pick_device, prepare_model
 
@@ -16,14 +16,14 @@ from hseg.runtime import pick_device, prepare_model
 def main(args):
     params = load_params(args.params)
     parse_variant(args.variant)
-    settings = section(params, "evaluate")
+    settings = evaluate_settings(params)
     val_cache = load_cache(layout.cache_file("val"))
     tree = class_tree(params, val_cache["leaf_names"])
-    device = pick_device(settings.get("device", "auto"))
+    device = pick_device(settings["device"])
     model, meta = load_checkpoint(layout.weights_file(args.variant))
     model = prepare_model(model, device)
-    scores, details = evaluate_model(model, meta["mode"], val_cache, tree, device, settings.get("precision", "bf16"),
-                                     int(settings.get("batch_size", 16)), progress=not args.no_progress)
+    scores, details = evaluate_model(model, meta["mode"], val_cache, tree, device, settings["precision"],
+                                     settings["batch_size"], progress=not args.no_progress)
     with atomic_path(layout.details_file(args.variant)) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **details)

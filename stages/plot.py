@@ -8,14 +8,14 @@ from hseg import layout, plots
 from hseg.atomic import atomic_path
 from hseg.config import class_tree
 from hseg.errors import UserError, run_cli, stage_parser
-from hseg.params import load_params, section, study_variants
+from hseg.params import load_params, plot_settings, study_variants
 from hseg.prepare import load_cache
 
 
 def main(args):
     params = load_params(args.params)
-    settings = section(params, "plot")
-    dpi = int(settings.get("dpi", 100))
+    settings = plot_settings(params)
+    dpi = settings["dpi"]
     variants = [v for v in study_variants(params) if layout.metrics_file(v).is_file()]
     if not variants:
         raise UserError("no metrics found under metrics/: run the train and evaluate stages first (`dvc repro`)")
@@ -38,8 +38,8 @@ def main(args):
         pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.4f")
     plots.save(plots.iou_heatmap(table, "IoU per class, level and variant (val)"), out / "iou_per_class.png", dpi)
 
-    n_grid = min(int(settings.get("grid_images", 4)), len(val["ids"]))
-    n_worst = min(int(settings.get("worst_cases", 4)), len(val["ids"]))
+    n_grid = min(settings["grid_images"], len(val["ids"]))
+    n_worst = min(settings["worst_cases"], len(val["ids"]))
     grid_idx = np.linspace(0, len(val["ids"]) - 1, n_grid).astype(int)
     images, masks, ids = val["images"].numpy(), val["masks"].numpy(), val["ids"]
     deepest = len(tree.levels) - 1

@@ -5,15 +5,15 @@ from hseg import layout
 from hseg.atomic import write_json
 from hseg.config import class_tree
 from hseg.dataset import check_splits, read_classes, read_ids
-from hseg.errors import UserError, run_cli, stage_parser
-from hseg.params import check_size, data_paths, load_params, section
+from hseg.errors import run_cli, stage_parser
+from hseg.params import data_paths, load_params, prepare_settings
 from hseg.prepare import build_cache, save_cache
 
 
 def main(args):
     params = load_params(args.params)
-    size = check_size("prepare.size", section(params, "prepare").get("size"))
-    workers = section(params, "prepare").get("workers", 0)
+    settings = prepare_settings(params)
+    size, workers = settings["size"], settings["workers"]
     paths = data_paths(params)
     leaf_names = read_classes(paths["classes_file"])
     class_tree(params, leaf_names)  # fail now, not after decoding, if the tree does not fit classes.txt
