@@ -33,7 +33,7 @@ def main(args):
             for name in level.names:
                 iou = scores[v][f"iou{k}"][name]
                 table[v][(k, name)] = iou
-                rows.append({"variant": v, "level": k, "class": name, "iou": iou})
+                rows.append({"label": f"{v} L{k} {name}", "variant": v, "level": k, "class": name, "iou": iou})
     with atomic_path(layout.IOU_TABLE) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.4f")
     plots.save(plots.iou_heatmap(table, "IoU per class, level and variant (val)"), out / "iou_per_class.png", dpi)

@@ -118,3 +118,17 @@ def test_metrics_show_and_plots_diff(repo):
     assert "val_miou2" in data and "train_loss" in data
     revisions = {rev for plot in data["val_miou2"] for rev in plot["revisions"]}
     assert revisions == {"HEAD", "workspace"}
+
+
+def test_plots_show_writes_an_html_report_with_curves_and_figures(repo):
+    out = repo / "report"
+    sh(DVC + ["plots", "show", "-o", str(out)], repo)
+    html = (out / "index.html").read_text()
+    # one vega-lite spec per chart (rendered by vega-embed in the browser) and the PNG figures
+    assert html.count("vegaEmbed(") >= 3
+    assert '"val_miou2"' in html or "val_miou2" in html
+    for v in VARIANTS:
+        assert f"predictions_{v}.png" in html and f"confusion_{v}.png" in html
+    assert "miou_by_level.png" in html
+    images = list((out / "static").glob("*.png"))
+    assert len(images) >= 2 * len(VARIANTS) + 2
