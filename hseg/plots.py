@@ -71,29 +71,29 @@ def _legend(tree: ClassTree, level: int):
 
 def prediction_grid(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, tree: ClassTree, title: str,
                     row_labels: list[str]):
-    """Rows: images. Columns: photo, then truth | prediction at each level, with a legend per level."""
+    """Rows: images. Columns: photo, then truth | prediction at each level; one legend per level."""
     n_levels = len(tree.levels)
-    rows = len(images)
-    fig, axes = plt.subplots(rows, 1 + 2 * n_levels, figsize=(2 * (1 + 2 * n_levels), 2 * rows + 1.2),
-                             squeeze=False)
+    rows, cols = len(images), 1 + 2 * n_levels
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.7 * rows + 1.0), squeeze=False,
+                             gridspec_kw={"wspace": 0.04, "hspace": 0.08})
     for r in range(rows):
         axes[r, 0].imshow(images[r].transpose(1, 2, 0))
         axes[r, 0].set_ylabel(row_labels[r], fontsize=7)
         for k, level in enumerate(tree.levels):
-            axes[r, 1 + 2 * k].imshow(colorize(level.leaf_to_level[truth[r]]))
-            axes[r, 2 + 2 * k].imshow(colorize(level.leaf_to_level[pred[r]]))
-            if r == 0:
-                axes[r, 1 + 2 * k].set_title(f"truth L{k}", fontsize=9)
-                axes[r, 2 + 2 * k].set_title(f"prediction L{k}", fontsize=9)
+            axes[r, 1 + 2 * k].imshow(colorize(level.leaf_to_level[truth[r]]), interpolation="nearest")
+            axes[r, 2 + 2 * k].imshow(colorize(level.leaf_to_level[pred[r]]), interpolation="nearest")
+    axes[0, 0].set_title("image", fontsize=9)
+    for k in range(n_levels):
+        axes[0, 1 + 2 * k].set_title(f"truth L{k}", fontsize=9)
+        axes[0, 2 + 2 * k].set_title(f"predicted L{k}", fontsize=9)
+        left = axes[-1, 1 + 2 * k].get_position()
+        right = axes[-1, 2 + 2 * k].get_position()
+        fig.legend(handles=_legend(tree, k), loc="upper center", ncol=min(3, len(tree.levels[k].names)),
+                   fontsize=7, frameon=False, bbox_to_anchor=((left.x0 + right.x1) / 2, left.y0 - 0.005))
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0, 0].set_title("image", fontsize=9)
-    for k in range(n_levels):
-        axes[-1, 1 + 2 * k].legend(handles=_legend(tree, k), loc="upper center", bbox_to_anchor=(1.0, -0.05),
-                                   ncol=min(4, len(tree.levels[k].names)), fontsize=7, frameon=False)
-    fig.suptitle(title)
-    fig.tight_layout()
+    fig.suptitle(title, y=0.995)
     return fig
 
 

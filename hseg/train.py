@@ -167,13 +167,14 @@ def train_variant(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cach
                 bar.close()
                 raise UserError(f"{cfg.variant}: loss became {loss} at epoch {epoch + 1}, batch {step + 1}; "
                                 f"lower train.lr (now {cfg.lr}) or use precision fp32. No model was written.")
+            last_lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             scheduler.step(epoch + (step + 1) / steps)
             loss_sum += loss
             bar.update()
             bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss:.3f}")
         if lead:
             val_loss, val = validate(net, val_cache, tree, cfg, device)
-            history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+            history.append({"epoch": epoch + 1, "lr": last_lr,
                             "train_loss": loss_sum / steps, "val_loss": val_loss,
                             **{f"val_{k}": v for k, v in val.items()}, "seconds": time.perf_counter() - t0})
             bar.write(f"{cfg.variant} epoch {epoch + 1}/{cfg.epochs}: train loss {loss_sum / steps:.4f}, "
