@@ -166,3 +166,23 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(workdir):
     close = ((single - multi).abs() <= 1e-5).float().mean().item()
     print(f"weights within 1e-5: {close:.4%}; largest move from init {moved:.2e}")
     assert moved > 1e-4 and close >= 0.999
+
+
+def test_tree_mode_checkpoint_evaluates_and_predicts(workdir, tree, tmp_path):
+    """A tree-mode model (12 outputs) goes through evaluate and predict; path inference keeps
+    every pixel consistent with the tree."""
+    from hseg.evaluate import evaluate_model
+    from hseg.models import load_checkpoint
+    from hseg.predict import predict_files
+
+    train_once(workdir, tree, tmp_path, epochs=1, loss="tree")
+    model, meta = load_checkpoint(tmp_path / "w.pt")
+    assert meta["mode"] == "tree" and meta["num_classes"] == 12
+    scores, details = evaluate_model(model, meta["mode"], load(workdir, "val"), tree, torch.device("cpu"), "bf16", 4,
+                                     progress=False)
+    assert scores["consistency"] == 1.0 and 0.0 <= scores["consistency_levelwise_argmax"] <= 1.0
+    assert all(0.0 <= scores[f"miou{k}"] <= 1.0 for k in range(3))
+    image = next((workdir / "data" / "pascal-part" / "JPEGImages").glob("*.jpg"))
+    assert predict_files([image], tmp_path / "w.pt", tmp_path / "pred", progress=False) == []
+    leaf = np.array(Image.open(tmp_path / "pred" / f"{image.stem}.png"))
+    assert leaf.shape == Image.open(image).size[::-1] and leaf.max() < 7
