@@ -6,7 +6,7 @@ Run from the repository root on the real data (after `dvc pull data/pascal-part.
     python benchmarks/bench.py --steps 4 --size 128 --models unet-resnet34    # a faster look
 
 For each model it prints, all measured in this run:
-  1. train images/s of the pipeline's step (uint8 cache -> batch augmentation -> bf16 autocast, channels_last)
+  1. train images/s of the pipeline's step (timed alternately with the pure step of 3.) (uint8 cache -> batch augmentation -> bf16 autocast, channels_last)
   2. train images/s of a loop written like the original study (per-sample JPEG + mask decode and resize
      in a Dataset, DataLoader(num_workers=0), fp32)
   3. their ratio, and the data overhead: loop time / (batches x pure model step on random tensors) - 1
@@ -35,10 +35,23 @@ from hseg.dataset import load_pair, read_classes, read_ids  # noqa: E402
 from hseg.evaluate import evaluate_model  # noqa: E402
 from hseg.models import build_model, normalize  # noqa: E402
 from hseg.params import load_params, train_config  # noqa: E402
+from hseg.prepare import load_cache  # noqa: E402
 from hseg.runtime import autocast, predict_logits, prepare_model  # noqa: E402
 from hseg.train import train_step  # noqa: E402
 
 ROOT = Path("data/pascal-part")
+
+
+def timed_interleaved(fn_a, fn_b, steps: int) -> tuple[float, float]:
+    """Seconds per call of each, alternating calls so machine drift hits both alike."""
+    fn_a(), fn_b()  # warm-up
+    spent = [0.0, 0.0]
+    for _ in range(steps):
+        for k, fn in enumerate((fn_a, fn_b)):
+            start = time.perf_counter()
+            fn()
+            spent[k] += time.perf_counter() - start
+    return spent[0] / steps, spent[1] / steps
 
 
 def timed(fn, steps: int, warmup: int = 1) -> float:
@@ -105,9 +118,6 @@ def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
         k = next(batches) % (n_train // args.batch)
         idx = order[k * args.batch:(k + 1) * args.batch]
         train_step(model, opt, train_cache["images"][idx], train_cache["masks"][idx], tree, cfg, gen, device)
-    t_pipe = timed(pipeline_step, args.steps)
-    rows["pipeline_img_s"] = args.batch / t_pipe
-
     # pure model step on random tensors (same precision/layout), for the data overhead
     x = normalize(torch.randint(0, 255, (args.batch, 3, args.size, args.size), dtype=torch.uint8))
     x = x.contiguous(memory_format=torch.channels_last)
@@ -119,7 +129,8 @@ def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    t_pure = timed(pure_step, args.steps)
+    t_pipe, t_pure = timed_interleaved(pipeline_step, pure_step, args.steps)
+    rows["pipeline_img_s"] = args.batch / t_pipe
     rows["pure_step_s"] = t_pure
     rows["data_overhead"] = t_pipe / t_pure - 1
 
@@ -161,7 +172,8 @@ def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
         "from hseg.prepare import build_cache; from hseg.dataset import read_ids, read_classes;"
         "from hseg.train import train_step; from hseg.models import build_model; from hseg.runtime import prepare_model;"
         f"p = load_params(); cfg = train_config(p, '{arch}-{encoder}-scratch'); cfg.batch_size = {args.batch};"
-        f"c = torch.load('{args.cache_dir}/train.pt', weights_only=True); v = torch.load('{args.cache_dir}/val.pt', weights_only=True);"
+        "from hseg.prepare import load_cache;"
+        f"c = load_cache('{args.cache_dir}/train.pt'); v = load_cache('{args.cache_dir}/val.pt');"
         "t = class_tree(p, c['leaf_names']); m = prepare_model(build_model(cfg.arch, cfg.encoder, 'scratch', 7), torch.device('cpu'));"
         "o = torch.optim.Adam(m.parameters()); g = torch.Generator().manual_seed(0);"
         f"[train_step(m, o, c['images'][i*{args.batch}:(i+1)*{args.batch}], c['masks'][i*{args.batch}:(i+1)*{args.batch}], t, cfg, g, torch.device('cpu')) for i in range(3)]")
@@ -193,8 +205,8 @@ def main():
         "[save_cache({**build_cache(r, read_ids(r / f'{s}_id.txt'), 7, " + str(args.size) + ", keep_full_masks=(s == 'val'), "
         "desc=s), 'leaf_names': names}, Path('" + args.cache_dir + "') / f'{s}.pt') for s in ('train', 'val')]")
     prepare_s = time.perf_counter() - start
-    train_cache = torch.load(f"{args.cache_dir}/train.pt", weights_only=True)
-    val_cache = torch.load(f"{args.cache_dir}/val.pt", weights_only=True)
+    train_cache = load_cache(Path(args.cache_dir) / "train.pt")
+    val_cache = load_cache(Path(args.cache_dir) / "val.pt")
     print(f"\nprepare: {len(train_ids) + len(val_ids)} images at {args.size}px in {prepare_s:.1f}s "
           f"(includes interpreter start and saving), peak RSS {prepare_rss:.2f} GB")
 

@@ -86,7 +86,8 @@ def save_cache(cache: dict, path: Path) -> None:
 def load_cache(path: Path) -> dict:
     if not Path(path).is_file():
         raise UserError(f"{path} not found: run the prepare stage first (`dvc repro prepare`)")
-    return torch.load(path, weights_only=True)
+    # mmap: tensors are paged in from the file, so loading does not hold a second copy in memory
+    return torch.load(path, weights_only=True, mmap=True)
 
 
 class _Serial:
