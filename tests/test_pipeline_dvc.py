@@ -18,7 +18,10 @@ VARIANTS = ["unet-resnet34-scratch", "deeplabv3plus-resnet34-scratch"]
 
 
 def sh(args, cwd, check=True):
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd)}
+    # dvc runs the stage commands (`python -m stages...`) through the shell: put this
+    # interpreter's folder first on PATH, as an activated virtual environment would
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd), "PATH": path}
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     if check and proc.returncode:
         raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
