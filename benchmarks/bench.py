@@ -93,10 +93,14 @@ def flops_per_image(model, size: int, batch: int) -> float:
 
 
 def child_peak_rss_gb(code: str) -> float:
-    """Run code in a fresh interpreter; the peak RSS (GB) of that process (its own workers not included)."""
-    code += "; import resource; print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    """Run code in a fresh interpreter; that process's peak RSS in GB (its own workers not included).
+
+    Read from /proc/self/status VmHWM, not getrusage: ru_maxrss of a child also counts the parent's
+    memory it shared between fork and exec, which inflated earlier figures."""
+    code += ("; print('PEAK_RSS_KB', [l.split()[1] for l in open('/proc/self/status') "
+             "if l.startswith('VmHWM')][0])")
     out = subprocess.run([sys.executable, "-c", code], check=True, cwd=Path.cwd(), capture_output=True, text=True).stdout
-    return int(out.split("PEAK_RSS_KB")[-1].split()[0]) / 1024 ** 2  # ru_maxrss is in KB on Linux
+    return int(out.split("PEAK_RSS_KB")[-1].split()[0]) / 1024 ** 2
 
 
 def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
@@ -176,6 +180,8 @@ def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
         f"c = load_cache('{args.cache_dir}/train.pt'); v = load_cache('{args.cache_dir}/val.pt');"
         "t = class_tree(p, c['leaf_names']); m = prepare_model(build_model(cfg.arch, cfg.encoder, 'scratch', 7), torch.device('cpu'));"
         "o = torch.optim.Adam(m.parameters()); g = torch.Generator().manual_seed(0);"
+        # touch every cached tensor, as a whole epoch plus validation would, so they count as resident
+        "[t.max() for cache in (c, v) for t in cache.values() if isinstance(t, torch.Tensor) and t.numel()];"
         f"[train_step(m, o, c['images'][i*{args.batch}:(i+1)*{args.batch}], c['masks'][i*{args.batch}:(i+1)*{args.batch}], t, cfg, g, torch.device('cpu')) for i in range(3)]")
     return rows
 
