@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
-from .hierarchy import parent_index, independent_consistency, leaf_scores
+from .hierarchy import independent_consistency, leaf_scores, nested_pixels
 from .metrics import confusion_matrix, hierarchical_scores
 from .prepare import full_mask
 from .runtime import predict_logits, upsample
@@ -64,8 +64,4 @@ def tree_consistency(leaf_pred: torch.Tensor, tree: ClassTree) -> tuple[int, int
 
     Level predictions are read off the predicted leaf, so this is 1.0 by
     construction for flat and path inference; it guards that property."""
-    level_preds = [torch.as_tensor(level.leaf_to_level)[leaf_pred.long()] for level in tree.levels]
-    ok = torch.ones_like(leaf_pred, dtype=torch.bool)
-    for k in range(1, len(level_preds)):
-        ok &= parent_index(tree, k)[level_preds[k]] == level_preds[k - 1]
-    return int(ok.sum()), ok.numel()
+    return nested_pixels([torch.as_tensor(level.leaf_to_level)[leaf_pred.long()] for level in tree.levels], tree)

@@ -101,11 +101,15 @@ def leaf_scores(outputs: torch.Tensor, tree: ClassTree, mode: str) -> torch.Tens
     return total
 
 
+def nested_pixels(level_preds: list[torch.Tensor], tree: ClassTree) -> tuple[int, int]:
+    """(pixels whose per-level predictions nest as the tree says, pixels)."""
+    ok = torch.ones_like(level_preds[0], dtype=torch.bool)
+    for k in range(1, len(level_preds)):
+        ok &= parent_index(tree, k).to(level_preds[k].device)[level_preds[k]] == level_preds[k - 1]
+    return int(ok.sum()), ok.numel()
+
+
 def independent_consistency(outputs: torch.Tensor, tree: ClassTree) -> tuple[int, int]:
     """(consistent pixels, pixels) when each level of a tree-mode output is argmaxed on its own:
     how often level-wise predictions would disagree without path inference."""
-    preds = [g.argmax(1) for g in _split(outputs, tree)]
-    ok = torch.ones_like(preds[0], dtype=torch.bool)
-    for k in range(1, len(preds)):
-        ok &= parent_index(tree, k).to(outputs.device)[preds[k]] == preds[k - 1]
-    return int(ok.sum()), ok.numel()
+    return nested_pixels([g.argmax(1) for g in _split(outputs, tree)], tree)

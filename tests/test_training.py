@@ -56,6 +56,11 @@ def train_once(work, tree, out: Path, **overrides):
     return torch.load(out / "w.pt", weights_only=False)["state_dict"], (out / "h.csv").read_text()
 
 
+def strip_time(history_csv: str) -> list[str]:
+    """History rows without the wall-time column, which legitimately differs between runs."""
+    return [line.rsplit(",", 1)[0] for line in history_csv.splitlines()]
+
+
 def stage(work, *args, env_extra=None, **kw):
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", *args], cwd=work, env=env, stdout=subprocess.PIPE,
@@ -68,7 +73,6 @@ def test_same_params_give_identical_weights_and_metrics(workdir, tree, tmp_path)
     first, hist_a = train_once(workdir, tree, tmp_path / "a", epochs=2)
     second, hist_b = train_once(workdir, tree, tmp_path / "b", epochs=2)
     assert all(torch.equal(first[k], second[k]) for k in first)
-    strip_time = lambda h: [line.rsplit(",", 1)[0] for line in h.splitlines()]  # noqa: E731
     assert strip_time(hist_a) == strip_time(hist_b)
     assert not (tmp_path / "a" / "resume.pt").exists()  # removed once training finished
 
@@ -98,7 +102,6 @@ def test_killed_train_stage_resumes_to_the_same_weights(workdir):
     assert f"resuming {VARIANT} after epoch" in out
     resumed = torch.load(weights, weights_only=False)["state_dict"]
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)
-    strip_time = lambda h: [line.rsplit(",", 1)[0] for line in h.splitlines()]  # noqa: E731
     assert strip_time((workdir / "plots" / "history" / f"{VARIANT}.csv").read_text()) == strip_time(reference_history)
     assert not resume.exists()
 
