@@ -6,10 +6,13 @@ Run from the repository root on the real data (after `dvc pull data/pascal-part.
     python benchmarks/bench.py --steps 4 --size 128 --models unet-resnet34    # a faster look
 
 For each model it prints, all measured in this run:
-  1. train images/s of the pipeline's step (timed alternately with the pure step of 3.) (uint8 cache -> batch augmentation -> bf16 autocast, channels_last)
+  1. train images/s of the pipeline's step (uint8 cache -> batch augmentation -> bf16 autocast, channels_last)
   2. train images/s of a loop written like the original study (per-sample JPEG + mask decode and resize
      in a Dataset, DataLoader(num_workers=0), fp32)
-  3. their ratio, and the data overhead: loop time / (batches x pure model step on random tensors) - 1
+  3. their ratio, and the data overhead: pipeline step / pure bf16 model step on random tensors - 1.
+     The ratio is split into the seed loop's data cost (seed step / pure fp32 step), the hardware's
+     bf16 gain (pure fp32 step / pure bf16 step) and the pipeline's data overhead.
+     All four steps are timed in turn, step by step, so machine drift hits them alike.
   4. evaluate's wall time over the val set vs its pure forward time; prepare's wall time for all images
   5. the achieved training FLOP rate: FLOPs per training image (torch.utils.flop_counter) x images/s
   6. peak RSS of prepare and of a training process (measured in child processes)
@@ -42,26 +45,17 @@ from hseg.train import train_step  # noqa: E402
 ROOT = Path("data/pascal-part")
 
 
-def timed_interleaved(fn_a, fn_b, steps: int) -> tuple[float, float]:
-    """Seconds per call of each, alternating calls so machine drift hits both alike."""
-    fn_a(), fn_b()  # warm-up
-    spent = [0.0, 0.0]
+def timed_round_robin(fns: dict, steps: int) -> dict:
+    """Seconds per call of each function, calling them in turn so machine drift hits all alike."""
+    for fn in fns.values():  # warm-up
+        fn()
+    spent = dict.fromkeys(fns, 0.0)
     for _ in range(steps):
-        for k, fn in enumerate((fn_a, fn_b)):
+        for name, fn in fns.items():
             start = time.perf_counter()
             fn()
-            spent[k] += time.perf_counter() - start
-    return spent[0] / steps, spent[1] / steps
-
-
-def timed(fn, steps: int, warmup: int = 1) -> float:
-    """Seconds per call of fn(), after warm-up calls."""
-    for _ in range(warmup):
-        fn()
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - start) / steps
+            spent[name] += time.perf_counter() - start
+    return {name: total / steps for name, total in spent.items()}
 
 
 class SeedStyleDataset(torch.utils.data.Dataset):
@@ -122,21 +116,13 @@ def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
         k = next(batches) % (n_train // args.batch)
         idx = order[k * args.batch:(k + 1) * args.batch]
         train_step(model, opt, train_cache["images"][idx], train_cache["masks"][idx], tree, cfg, gen, device)
-    # pure model step on random tensors (same precision/layout), for the data overhead
-    x = normalize(torch.randint(0, 255, (args.batch, 3, args.size, args.size), dtype=torch.uint8))
-    x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 7, (args.batch, args.size, args.size))
 
-    def pure_step():
-        with autocast(device, "bf16"):
-            loss = F.cross_entropy(model(x).float(), y)
+    def optimizer_step(net, opt, xb, yb, precision="fp32"):
+        with autocast(device, precision):
+            loss = F.cross_entropy(net(xb).float(), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    t_pipe, t_pure = timed_interleaved(pipeline_step, pure_step, args.steps)
-    rows["pipeline_img_s"] = args.batch / t_pipe
-    rows["pure_step_s"] = t_pure
-    rows["data_overhead"] = t_pipe / t_pure - 1
 
     # 2. the original study's loop: per-sample decode + resize, fp32, DataLoader(num_workers=0)
     seed_model = build_model(arch, encoder, "scratch", 7).train()
@@ -146,13 +132,26 @@ def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
 
     def seed_step():
         xb, yb = next(loader)
-        loss = F.cross_entropy(seed_model(xb), yb)
-        seed_opt.zero_grad()
-        loss.backward()
-        seed_opt.step()
-    t_seed = timed(seed_step, args.steps)
-    rows["seed_img_s"] = args.batch / t_seed
-    rows["ratio"] = rows["pipeline_img_s"] / rows["seed_img_s"]
+        optimizer_step(seed_model, seed_opt, xb, yb)
+
+    # pure model steps on random tensors, to split the ratio into data path and arithmetic
+    x = normalize(torch.randint(0, 255, (args.batch, 3, args.size, args.size), dtype=torch.uint8))
+    y = torch.randint(0, 7, (args.batch, args.size, args.size))
+    x_channels_last = x.contiguous(memory_format=torch.channels_last)
+
+    t = timed_round_robin({"pipeline": pipeline_step,
+                           "pure_bf16": lambda: optimizer_step(model, opt, x_channels_last, y, "bf16"),
+                           "seed": seed_step,
+                           "pure_fp32": lambda: optimizer_step(seed_model, seed_opt, x, y)}, args.steps)
+    rows["pipeline_img_s"] = args.batch / t["pipeline"]
+    rows["seed_img_s"] = args.batch / t["seed"]
+    rows["ratio"] = t["seed"] / t["pipeline"]
+    rows["pure_step_s"] = t["pure_bf16"]
+    rows["pure_fp32_step_s"] = t["pure_fp32"]
+    rows["data_overhead"] = t["pipeline"] / t["pure_bf16"] - 1
+    # ratio = (seed / pure fp32) x (pure fp32 / pure bf16) x (pure bf16 / pipeline)
+    rows["seed_data_factor"] = t["seed"] / t["pure_fp32"]
+    rows["bf16_gain"] = t["pure_fp32"] / t["pure_bf16"]
 
     # 5. FLOP rate
     rows["gflop_per_train_image"] = flops_per_image(build_model(arch, encoder, "scratch", 7), args.size, 2) / 1e9
@@ -224,8 +223,9 @@ def main():
         print(f"\n{name} @ {args.size}px, batch {args.batch}, {args.steps} timed steps, {torch.get_num_threads()} threads")
         print(f"  pipeline train        {r['pipeline_img_s']:7.2f} img/s")
         print(f"  original-style train  {r['seed_img_s']:7.2f} img/s")
-        print(f"  ratio                 {r['ratio']:7.2f}x")
-        print(f"  data overhead         {r['data_overhead']:7.1%}  (pipeline step vs pure model step {r['pure_step_s']:.2f}s)")
+        print(f"  ratio                 {r['ratio']:7.2f}x  = seed data path {r['seed_data_factor']:.2f}x"
+              f" * bf16 over fp32 on random tensors {r['bf16_gain']:.2f}x * 1/(1 + data overhead)")
+        print(f"  data overhead         {r['data_overhead']:7.1%}  (pipeline step vs pure bf16 step {r['pure_step_s']:.2f}s; fp32 {r['pure_fp32_step_s']:.2f}s)")
         print(f"  FLOPs/train image     {r['gflop_per_train_image']:7.1f} GFLOP -> {r['achieved_tflop_s']:.3f} TFLOP/s achieved")
         print(f"  evaluate (707 val)    {r['evaluate_s']:7.1f}s vs pure forward {r['forward_s']:.1f}s "
               f"= {r['evaluate_vs_forward']:.2f}x")

@@ -1,0 +1,140 @@
+"""Time the whole study's training and evaluation on one machine, GPU or CPU, with the pipeline's own code.
+
+Made for a lent GPU machine (the `device` tool), where the real data cannot travel (183 MB > 64 MiB):
+it trains and evaluates every study variant on caches of the real splits' shape (2,826 train and
+707 val images, val masks at 500x375) filled with random pixels and labels. The arithmetic per image
+is the same as on the real data, so images/s and wall times carry over; the mIoU it prints does not
+mean anything. With --real it uses the prepared caches in data/prepared instead.
+
+    python benchmarks/study_timing.py                              # 8 variants, params.yaml's epochs
+    python benchmarks/study_timing.py --epochs 1 --jobs 4          # one epoch each, 4 variants at a time
+    python benchmarks/study_timing.py --variants unet-resnet34-scratch --epochs 20 --json $OUT/t.json
+
+ImageNet variants train from random weights here (a GPU machine has no weight cache); their
+arithmetic is that of the scratch variant with the same arch and encoder.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hseg import layout  # noqa: E402
+from hseg.config import class_tree  # noqa: E402
+from hseg.errors import UserError, run_cli  # noqa: E402
+from hseg.evaluate import evaluate_model  # noqa: E402
+from hseg.params import evaluate_settings, load_params, prepare_settings, study_variants, train_config  # noqa: E402
+from hseg.models import load_checkpoint  # noqa: E402
+from hseg.prepare import load_cache, save_cache  # noqa: E402
+from hseg.runtime import pick_device, prepare_model  # noqa: E402
+from hseg.train import train_variant  # noqa: E402
+
+LEAF_NAMES = ["bg", "low_hand", "torso", "low_leg", "head", "up_leg", "up_hand"]
+
+
+def random_cache(n: int, size: int, full_size: tuple[int, int] | None, gen: torch.Generator) -> dict:
+    """A cache in prepare's format with random content."""
+    cache = {"images": torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=gen),
+             "masks": torch.randint(0, len(LEAF_NAMES), (n, size, size), dtype=torch.uint8, generator=gen),
+             "ids": [f"random_{k:06d}" for k in range(n)], "size": size, "leaf_names": LEAF_NAMES,
+             "sizes": torch.tensor([full_size or (size, size)] * n, dtype=torch.int32)}
+    if full_size:
+        h, w = full_size
+        cache["offsets"] = torch.arange(n + 1, dtype=torch.int64) * h * w
+        cache["full_masks"] = torch.randint(0, len(LEAF_NAMES), (n * h * w,), dtype=torch.uint8, generator=gen)
+    return cache
+
+
+def time_variant(variant: str, args) -> dict:
+    """Train and evaluate one variant in this process; its timings."""
+    params = load_params()
+    cfg = train_config(params, variant)
+    cfg.weights = "scratch"
+    if args.epochs:
+        cfg.epochs = cfg.t0 = args.epochs
+    cache_dir = Path(args.cache_dir)
+    train_cache, val_cache = load_cache(cache_dir / "train.pt"), load_cache(cache_dir / "val.pt")
+    tree = class_tree(params, train_cache["leaf_names"])
+    out = cache_dir / variant
+    start = time.perf_counter()
+    train_variant(cfg, tree, train_cache, val_cache, weights_out=out / "model.pt", history_out=out / "history.csv",
+                  resume_path=out / "resume.pt", progress=False)
+    train_s = time.perf_counter() - start
+    settings = evaluate_settings(params)
+    device = pick_device(settings["device"])
+    net, meta = load_checkpoint(out / "model.pt")  # as the evaluate stage does
+    start = time.perf_counter()
+    scores, _ = evaluate_model(prepare_model(net, device), meta["mode"], val_cache, tree, device,
+                               settings["precision"], settings["batch_size"], progress=False)
+    return {"variant": variant, "epochs": cfg.epochs, "train_s": train_s,
+            "train_img_s": cfg.epochs * len(train_cache["ids"]) / train_s,
+            "evaluate_s": time.perf_counter() - start, "miou2": scores["miou2"]}
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", help="default: every variant of params.yaml's study")
+    parser.add_argument("--epochs", type=int, help="default: train.epochs of params.yaml")
+    parser.add_argument("--jobs", type=int, default=1, help="variants trained at once, each in its own process")
+    parser.add_argument("--real", action="store_true", help="use data/prepared instead of random caches")
+    parser.add_argument("--train-images", type=int, default=2826)
+    parser.add_argument("--val-images", type=int, default=707)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: time this variant and print its JSON
+    parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(args):
+    if args.one:
+        print("RESULT", json.dumps(time_variant(args.one, args)), flush=True)
+        return
+
+    params = load_params()
+    variants = args.variants or study_variants(params)
+    for v in variants:
+        train_config(params, v)  # fail on a bad name before any work
+    with tempfile.TemporaryDirectory(prefix="hseg-study-timing-") as tmp:
+        if args.real:
+            args.cache_dir = str(layout.cache_file("train").parent)
+        else:
+            args.cache_dir = tmp
+            size, gen = prepare_settings(params)["size"], torch.Generator().manual_seed(0)
+            save_cache(random_cache(args.train_images, size, None, gen), Path(tmp) / "train.pt")
+            save_cache(random_cache(args.val_images, size, (375, 500), gen), Path(tmp) / "val.pt")
+
+        def run_one(variant: str) -> dict:
+            cmd = [sys.executable, __file__, "--one", variant, "--cache-dir", args.cache_dir]
+            if args.epochs:
+                cmd += ["--epochs", str(args.epochs)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                raise UserError(f"{variant} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+            result = json.loads(done.stdout.split("RESULT", 1)[1])
+            print(f"{variant:32s} {result['epochs']:3d} epochs  train {result['train_s']:7.1f}s "
+                  f"({result['train_img_s']:7.1f} img/s)  evaluate {result['evaluate_s']:5.1f}s", flush=True)
+            return result
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(run_one, variants))
+        wall = time.perf_counter() - start
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    print(f"\n{len(variants)} variant(s) on {device}, {args.jobs} at a time, "
+          f"{'real' if args.real else 'random'} data: {wall:.1f}s wall in all")
+    if args.json:
+        args.json.write_text(json.dumps({"device": device, "jobs": args.jobs, "real_data": args.real,
+                                         "wall_s": wall, "variants": results}, indent=2))
+
+
+if __name__ == "__main__":
+    run_cli(main, parser())
