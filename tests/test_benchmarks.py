@@ -3,9 +3,11 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.synthetic import CLASSES
 
 
 def test_study_timing_trains_and_evaluates_each_variant(tmp_path, params):
@@ -23,7 +25,7 @@ def test_study_timing_trains_and_evaluates_each_variant(tmp_path, params):
     assert [r["variant"] for r in result["variants"]] == ["unet-resnet34-imagenet", "deeplabv3plus-resnet34-imagenet"]
     for r in result["variants"]:
         assert r["epochs"] == 1 and r["train_s"] > 0 and r["evaluate_s"] > 0
-        assert abs(r["train_img_s"] - 8 / r["train_s"]) < 1e-6
+        assert r["train_img_s"] == pytest.approx(8 / r["train_s"])
         assert 0 <= r["miou2"] <= 1
     assert "2 variant(s) on cpu, 2 at a time, random data" in done.stdout
 
@@ -35,3 +37,21 @@ def test_study_timing_rejects_an_unknown_variant_before_any_work(tmp_path, param
     assert done.returncode == 2
     assert done.stderr.startswith("error: ") and "vgg99" in done.stderr
     assert not any(tmp_path.glob("hseg-study-timing-*"))
+
+
+def test_study_timing_on_prepared_caches(tmp_path, params, dataset):
+    from hseg.dataset import read_ids
+    from hseg.prepare import build_cache, save_cache
+    for split in ("train", "val"):
+        cache = build_cache(dataset, read_ids(dataset / f"{split}_id.txt"), 7, 32, keep_full_masks=split == "val",
+                            workers=1)
+        save_cache({**cache, "leaf_names": CLASSES}, tmp_path / "data" / "prepared" / f"{split}.pt")
+    params["train"]["batch_size"] = 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_timing.py"), "--real", "--epochs", "1",
+                           "--variants", "unet-resnet34-scratch", "--json", "t.json"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    (result,) = json.loads((tmp_path / "t.json").read_text())["variants"]
+    assert result["train_img_s"] == pytest.approx(6 / result["train_s"])  # the dataset's 6 train images
+    assert "real data" in done.stdout
