@@ -15,7 +15,7 @@ from .errors import UserError
 ARCHS = ("unet", "deeplabv3plus")
 ENCODERS = ("resnet34", "resnet50")
 WEIGHTS = ("scratch", "imagenet")
-PRECISIONS = ("bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp32")
 LOSSES = ("flat", "tree")
 SIZE_MULTIPLE = 32  # smp encoders downsample 5 times
 
@@ -178,7 +178,7 @@ def train_config(params: dict, variant: str) -> TrainConfig:
         t0=_positive(f"{where('scheduler')}.T_0", sched.get("T_0"), int),
         eta_min=_non_negative(f"{where('scheduler')}.eta_min", sched.get("eta_min", 0.0)),
         seed=seed,
-        precision=_choice(where("precision"), recipe.get("precision", "bf16"), PRECISIONS),
+        precision=_choice(where("precision"), recipe.get("precision", "auto"), PRECISIONS),
         device=_choice(where("device"), recipe.get("device", "auto"), ("auto", "cpu", "cuda")),
         loss=_choice(where("loss"), recipe.get("loss", "flat"), LOSSES),
         tree_weight=_non_negative(f"{where('tree_loss')}.weight", tree_loss.get("weight", 1.0)),
@@ -192,7 +192,7 @@ def train_config(params: dict, variant: str) -> TrainConfig:
 def evaluate_settings(params: dict) -> dict:
     ev = section(params, "evaluate")
     return {"batch_size": _positive("evaluate.batch_size", ev.get("batch_size", 16), int),
-            "precision": _choice("evaluate.precision", ev.get("precision", "bf16"), PRECISIONS),
+            "precision": _choice("evaluate.precision", ev.get("precision", "auto"), PRECISIONS),
             "device": _choice("evaluate.device", ev.get("device", "auto"), ("auto", "cpu", "cuda"))}
 
 

@@ -63,7 +63,7 @@ def overlay(image: np.ndarray, labels: np.ndarray, names: tuple[str, ...], alpha
     return canvas
 
 
-def predict_files(files: list[Path], weights: Path, out_dir: Path, *, batch_size: int = 16, precision: str = "bf16",
+def predict_files(files: list[Path], weights: Path, out_dir: Path, *, batch_size: int = 16, precision: str = "auto",
                   device: str = "auto", progress: bool = True) -> list[str]:
     """Write predictions for ``files``; returns the unreadable ones (skipped, with a reason)."""
     dev = pick_device(device)
@@ -104,7 +104,8 @@ def main(argv=None) -> int:
     parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders (searched recursively)")
     parser.add_argument("-o", "--out", type=Path, default=Path("predictions"), help="output folder")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="auto: bf16 where the device has native bf16, else fp32")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")

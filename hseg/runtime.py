@@ -15,9 +15,26 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device does bf16 arithmetic in hardware (Ampere+ GPUs; AVX512-BF16 or AMX CPUs).
+
+    Elsewhere bf16 is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return any(getattr(torch.cpu, check, lambda: False)() for check in ("_is_avx512_bf16_supported",
+                                                                         "_is_amx_tile_supported"))
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> 'bf16' where the device has native bf16, else 'fp32'; 'bf16'/'fp32' as given."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
 def autocast(device: torch.device, precision: str):
-    """bf16 autocast (AMX on CPU, tensor cores on GPU) or a no-op for fp32."""
-    if precision == "bf16":
+    """bf16 autocast (AVX512-BF16/AMX on CPU, tensor cores on GPU) or a no-op for fp32."""
+    if resolve_precision(precision, device) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -24,7 +24,7 @@ from .hierarchy import leaf_scores, loss_fn, num_outputs
 from .metrics import confusion_matrix, hierarchical_scores
 from .models import build_model, normalize
 from .params import TrainConfig
-from .runtime import autocast, pick_device, predict_logits, prepare_model
+from .runtime import autocast, pick_device, predict_logits, prepare_model, resolve_precision
 from .tree import ClassTree
 
 HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_miou0", "val_miou1", "val_miou2", "seconds")
@@ -117,6 +117,8 @@ def train_variant(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cach
     Under torchrun (WORLD_SIZE > 1) every process trains on its slice of each
     global batch with DistributedDataParallel; process 0 validates and writes."""
     rank, world, device = _distributed(cfg.device)
+    # a concrete precision, so the resume fingerprint and the weights' metadata say what was run
+    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
     if cfg.batch_size % (world * cfg.accumulate):
         raise UserError(f"train.batch_size = {cfg.batch_size} must divide evenly into {world} process(es) "
                         f"x {cfg.accumulate} micro-batch(es) (train.processes x train.accumulate)")
@@ -135,6 +137,8 @@ def train_variant(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cach
     start_epoch = 0
     fingerprint = _fingerprint(cfg, train_cache)
     lead = rank == 0
+    if lead and progress:
+        print(f"{cfg.variant}: training on {device} with {world} process(es), precision {cfg.precision}")
 
     if resume_path.is_file():
         state = torch.load(resume_path, map_location="cpu", weights_only=False)
@@ -195,7 +199,7 @@ def train_variant(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cach
     meta = {"variant": cfg.variant, "arch": cfg.arch, "encoder": cfg.encoder, "weights": cfg.weights,
             "num_classes": num_outputs(tree, cfg.loss), "mode": cfg.loss, "size": train_cache["size"],
             "leaf_names": list(tree.leaf_names), "tree": tree.spec, "background": tree.background,
-            "epochs": cfg.epochs}
+            "epochs": cfg.epochs, "precision": cfg.precision}
     # SyncBatchNorm keeps BatchNorm2d's parameter names, so these load into a plain model
     state_dict = {k: v.cpu() for k, v in net.state_dict().items()}
     with atomic_path(weights_out) as tmp:

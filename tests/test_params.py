@@ -21,7 +21,7 @@ def test_variant_override_applies_to_that_variant_only(params):
     ("epochs", 2.5, "train.epochs = 2.5: must be a positive integer"),
     ("batch_size", -1, "train.batch_size = -1"),
     ("lr", 0, "train.lr = 0: must be a positive number"),
-    ("precision", "fp16", "train.precision = 'fp16': allowed values are bf16, fp32"),
+    ("precision", "fp16", "train.precision = 'fp16': allowed values are auto, bf16, fp32"),
 ])
 def test_bad_train_values_are_named(params, key, value, message):
     params["train"][key] = value

@@ -189,3 +189,14 @@ def test_tree_mode_checkpoint_evaluates_and_predicts(workdir, tree, tmp_path):
     assert predict_files([image], tmp_path / "w.pt", tmp_path / "pred", progress=False) == []
     leaf = np.array(Image.open(tmp_path / "pred" / f"{image.stem}.png"))
     assert leaf.shape == Image.open(image).size[::-1] and leaf.max() < 7
+
+
+def test_auto_precision_without_native_bf16_trains_exactly_as_fp32(workdir, tree, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    (tmp_path / "auto").mkdir()
+    (tmp_path / "fp32").mkdir()
+    auto, _ = train_once(workdir, tree, tmp_path / "auto", epochs=1, precision="auto")
+    fp32, _ = train_once(workdir, tree, tmp_path / "fp32", epochs=1, precision="fp32")
+    assert all(torch.equal(auto[k], fp32[k]) for k in auto)
+    assert torch.load(tmp_path / "auto" / "w.pt", weights_only=False)["meta"]["precision"] == "fp32"
