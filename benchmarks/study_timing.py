@@ -31,11 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hseg import layout  # noqa: E402
 from hseg.config import class_tree  # noqa: E402
 from hseg.errors import UserError, run_cli  # noqa: E402
-from hseg.evaluate import evaluate_model  # noqa: E402
+from hseg.evaluate import evaluate_weights  # noqa: E402
 from hseg.params import evaluate_settings, load_params, prepare_settings, study_variants, train_config  # noqa: E402
-from hseg.models import load_checkpoint  # noqa: E402
 from hseg.prepare import load_cache, save_cache  # noqa: E402
-from hseg.runtime import pick_device, prepare_model  # noqa: E402
 from hseg.train import train_variant  # noqa: E402
 
 LEAF_NAMES = ["bg", "low_hand", "torso", "low_leg", "head", "up_leg", "up_hand"]
@@ -69,12 +67,8 @@ def time_variant(variant: str, args) -> dict:
     train_variant(cfg, tree, train_cache, val_cache, weights_out=out / "model.pt", history_out=out / "history.csv",
                   resume_path=out / "resume.pt", progress=False)
     train_s = time.perf_counter() - start
-    settings = evaluate_settings(params)
-    device = pick_device(settings["device"])
-    net, meta = load_checkpoint(out / "model.pt")  # as the evaluate stage does
     start = time.perf_counter()
-    scores, _ = evaluate_model(prepare_model(net, device), meta["mode"], val_cache, tree, device,
-                               settings["precision"], settings["batch_size"], progress=False)
+    scores, _ = evaluate_weights(out / "model.pt", val_cache, tree, evaluate_settings(params), progress=False)
     return {"variant": variant, "epochs": cfg.epochs, "train_s": train_s,
             "train_img_s": cfg.epochs * len(train_cache["ids"]) / train_s,
             "evaluate_s": time.perf_counter() - start, "miou2": scores["miou2"]}

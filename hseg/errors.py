@@ -26,11 +26,13 @@ def stage_parser(doc: str, *, variant: bool = False, progress: bool = False) -> 
     return parser
 
 
-def run_cli(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser) -> None:
+def run_cli(main: Callable[[argparse.Namespace], int | None], parser: argparse.ArgumentParser) -> None:
+    """Parse the arguments and run ``main``; a UserError becomes one line and exit status 2,
+    a non-zero return value the exit status."""
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     args = parser.parse_args()
     try:
-        main(args)
+        code = main(args)
     except UserError as exc:
         if args.debug:
             raise
@@ -39,3 +41,5 @@ def run_cli(main: Callable[[argparse.Namespace], None], parser: argparse.Argumen
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    if code:
+        sys.exit(code)

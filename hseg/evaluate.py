@@ -7,7 +7,8 @@ from tqdm import tqdm
 from .hierarchy import independent_consistency, leaf_scores, nested_pixels
 from .metrics import confusion_matrix, hierarchical_scores
 from .prepare import full_mask
-from .runtime import predict_logits, upsample
+from .models import load_checkpoint
+from .runtime import pick_device, predict_logits, prepare_model, upsample
 from .tree import ClassTree
 
 
@@ -57,6 +58,14 @@ def evaluate_model(model, mode: str, val_cache: dict, tree: ClassTree, device, p
     if mode == "tree":
         scores["consistency_levelwise_argmax"] = levelwise[0] / levelwise[1]
     return scores, details
+
+
+def evaluate_weights(weights, val_cache: dict, tree: ClassTree, settings: dict, progress: bool = True):
+    """evaluate_model for a weights file written by the train stage, with params' evaluate settings."""
+    device = pick_device(settings["device"])
+    model, meta = load_checkpoint(weights)
+    return evaluate_model(prepare_model(model, device), meta["mode"], val_cache, tree, device, settings["precision"],
+                          settings["batch_size"], progress)
 
 
 def tree_consistency(leaf_pred: torch.Tensor, tree: ClassTree) -> tuple[int, int]:

@@ -47,10 +47,11 @@ def _positive(name: str, value, kind=(int, float)):
     return value
 
 
-def _non_negative(name: str, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise UserError(f"{name} = {value!r}: must be a number >= 0")
-    return float(value)
+def _non_negative(name: str, value, kind=(int, float), hint: str = ""):
+    if isinstance(value, bool) or not isinstance(value, kind) or value < 0:
+        allowed = "an integer >= 0" if kind is int else "a number >= 0"
+        raise UserError(f"{name} = {value!r}: must be {allowed}{hint}")
+    return value if kind is int else float(value)
 
 
 def _choice(name: str, value, allowed):
@@ -198,18 +199,12 @@ def evaluate_settings(params: dict) -> dict:
 
 def plot_settings(params: dict) -> dict:
     plot = section(params, "plot")
-    out = {"dpi": _positive("plot.dpi", plot.get("dpi", 100), int)}
-    for key, default in (("grid_images", 4), ("worst_cases", 4)):
-        value = plot.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise UserError(f"plot.{key} = {value!r}: must be an integer >= 0")
-        out[key] = value
-    return out
+    return {"dpi": _positive("plot.dpi", plot.get("dpi", 100), int),
+            "grid_images": _non_negative("plot.grid_images", plot.get("grid_images", 4), int),
+            "worst_cases": _non_negative("plot.worst_cases", plot.get("worst_cases", 4), int)}
 
 
 def prepare_settings(params: dict) -> dict:
     prep = section(params, "prepare")
-    workers = prep.get("workers", 0)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise UserError(f"prepare.workers = {workers!r}: must be an integer >= 0 (0 = all cores)")
-    return {"size": check_size("prepare.size", prep.get("size")), "workers": workers}
+    return {"size": check_size("prepare.size", prep.get("size")),
+            "workers": _non_negative("prepare.workers", prep.get("workers", 0), int, " (0 = all cores)")}

@@ -95,7 +95,7 @@ def predict_files(files: list[Path], weights: Path, out_dir: Path, *, batch_size
     return skipped
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hseg predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group(required=True)
@@ -108,17 +108,13 @@ def main(argv=None) -> int:
                         help="auto: bf16 where the device has native bf16, else fp32")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    args = parser.parse_args(argv)
-    try:
-        weights = args.weights or layout.weights_file(args.variant)
-        skipped = predict_files(collect_images(args.inputs), weights, args.out, batch_size=args.batch_size,
-                                precision=args.precision, device=args.device, progress=not args.no_progress)
-    except UserError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return parser
+
+
+def run(args) -> int:
+    weights = args.weights or layout.weights_file(args.variant)
+    skipped = predict_files(collect_images(args.inputs), weights, args.out, batch_size=args.batch_size,
+                            precision=args.precision, device=args.device, progress=not args.no_progress)
     if skipped:
         print(f"error: {len(skipped)} unreadable file(s) skipped:\n  " + "\n  ".join(skipped), file=sys.stderr)
         return 1

@@ -25,9 +25,13 @@ def results_table(metrics_dir: Path = layout.METRICS) -> str:
     return "\n".join(rows)
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hseg report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--metrics-dir", type=Path, default=layout.METRICS)
-    print(results_table(parser.parse_args(argv).metrics_dir))
+    return parser
+
+
+def run(args) -> int:
+    print(results_table(args.metrics_dir))
     return 0

@@ -6,11 +6,9 @@ from hseg import layout
 from hseg.atomic import atomic_path, write_json
 from hseg.config import class_tree
 from hseg.errors import run_cli, stage_parser
-from hseg.evaluate import evaluate_model
-from hseg.models import load_checkpoint
+from hseg.evaluate import evaluate_weights
 from hseg.params import evaluate_settings, load_params, parse_variant
 from hseg.prepare import load_cache
-from hseg.runtime import pick_device, prepare_model
 
 
 def main(args):
@@ -19,11 +17,8 @@ def main(args):
     settings = evaluate_settings(params)
     val_cache = load_cache(layout.cache_file("val"))
     tree = class_tree(params, val_cache["leaf_names"])
-    device = pick_device(settings["device"])
-    model, meta = load_checkpoint(layout.weights_file(args.variant))
-    model = prepare_model(model, device)
-    scores, details = evaluate_model(model, meta["mode"], val_cache, tree, device, settings["precision"],
-                                     settings["batch_size"], progress=not args.no_progress)
+    scores, details = evaluate_weights(layout.weights_file(args.variant), val_cache, tree, settings,
+                                       progress=not args.no_progress)
     with atomic_path(layout.details_file(args.variant)) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **details)
