@@ -41,3 +41,15 @@ def write_json(path: str | os.PathLike, data) -> None:
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def save_torch(obj, path: str | os.PathLike) -> None:
+    """torch.save, atomically and byte-for-byte reproducibly.
+
+    Saving to a path names the zip's inner folder after the (random) temporary
+    file; saving to an open file names it ``archive``, so the same object always
+    gives the same bytes and DVC sees an unchanged output."""
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)

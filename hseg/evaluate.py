@@ -4,30 +4,16 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
-from .hierarchy import independent_consistency, leaf_scores, nested_pixels
+from .hierarchy import independent_consistency, nested_pixels
 from .metrics import confusion_matrix, hierarchical_scores
 from .prepare import full_mask
 from .models import load_checkpoint
-from .runtime import pick_device, predict_logits, prepare_model, upsample
+from .runtime import pick_device, predict_batches, prepare_model
 from .tree import ClassTree
 
 
-def predict_batches(model, mode: str, tree: ClassTree, images_small: torch.Tensor, sizes: list, device,
-                    precision: str, batch_size: int, progress: bool = True, desc: str = "predict"):
-    """Yield (start index, raw outputs, leaf scores at cache size, [leaf map at original size]).
-
-    Leaf scores are upsampled bilinearly to each image's (H, W) before the
-    argmax. Shared by evaluate and predict so both give identical maps."""
-    n = len(images_small)
-    for lo in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=not progress):
-        outputs = predict_logits(model, images_small[lo:lo + batch_size], device, precision)
-        scores = leaf_scores(outputs, tree, mode)
-        full = [upsample(scores[j:j + 1], tuple(sizes[lo + j]))[0].argmax(0).cpu() for j in range(len(scores))]
-        yield lo, outputs, scores, full
-
-
 def evaluate_model(model, mode: str, val_cache: dict, tree: ClassTree, device, precision: str, batch_size: int,
-                   progress: bool = True) -> tuple[dict, dict]:
+                   progress: bool = True, flip_tta: bool = False) -> tuple[dict, dict]:
     """Returns (scores, details).
 
     Logits predicted at the cache size are upsampled bilinearly to each image's
@@ -42,7 +28,7 @@ def evaluate_model(model, mode: str, val_cache: dict, tree: ClassTree, device, p
     consistent = [0, 0]  # pixels whose level predictions agree with the tree, pixels
     levelwise = [0, 0]    # the same for independent per-level argmax (tree mode only)
     batches = predict_batches(model, mode, tree, val_cache["images"], val_cache["sizes"].tolist(), device,
-                              precision, batch_size, progress, "evaluate")
+                              precision, batch_size, progress, "evaluate", flip_tta)
     for lo, outputs, scores, full_preds in batches:
         preds_small[lo:lo + len(scores)] = scores.argmax(1).to(torch.uint8).cpu()
         if mode == "tree":
@@ -65,7 +51,7 @@ def evaluate_weights(weights, val_cache: dict, tree: ClassTree, settings: dict, 
     device = pick_device(settings["device"])
     model, meta = load_checkpoint(weights)
     return evaluate_model(prepare_model(model, device), meta["mode"], val_cache, tree, device, settings["precision"],
-                          settings["batch_size"], progress)
+                          settings["batch_size"], progress, settings["flip_tta"])
 
 
 def tree_consistency(leaf_pred: torch.Tensor, tree: ClassTree) -> tuple[int, int]:

@@ -23,14 +23,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .tree import ClassTree
+from .tree import IGNORE, ClassTree
 
 
 def num_outputs(tree: ClassTree, mode: str) -> int:
     return tree.num_leaves if mode == "flat" else sum(level.num_classes for level in tree.levels)
 
 
-def _split(outputs: torch.Tensor, tree: ClassTree) -> list[torch.Tensor]:
+def split_levels(outputs: torch.Tensor, tree: ClassTree) -> list[torch.Tensor]:
     return list(torch.split(outputs, [level.num_classes for level in tree.levels], dim=1))
 
 
@@ -45,8 +45,9 @@ def parent_index(tree: ClassTree, k: int) -> torch.Tensor:
 
 def tree_min_loss(outputs: torch.Tensor, level_targets: list[torch.Tensor], tree: ClassTree,
                   gamma: float = 2.0) -> torch.Tensor:
-    """The focal tree-min loss above. outputs: (N, sum of level sizes, H, W) raw scores."""
-    groups = _split(outputs, tree)
+    """The focal tree-min loss above. outputs: (N, sum of level sizes, H, W) raw scores;
+    pixels labelled IGNORE are left out of the mean."""
+    groups = split_levels(outputs, tree)
     parents = [None] + [parent_index(tree, k).to(outputs.device) for k in range(1, len(groups))]
     # log p: top-down running minimum of log s along the ancestor chain
     log_p = [F.logsigmoid(groups[0])]
@@ -65,26 +66,24 @@ def tree_min_loss(outputs: torch.Tensor, level_targets: list[torch.Tensor], tree
         log_not_q[k] = torch.minimum(own, from_children)
     total = outputs.new_zeros(())
     for k, target in enumerate(level_targets):
-        y = F.one_hot(target, groups[k].shape[1]).permute(0, 3, 1, 2).to(outputs.dtype)
+        valid = (target != IGNORE).unsqueeze(1)
+        n_cls = groups[k].shape[1]
+        y = F.one_hot(target.clamp(max=n_cls - 1), n_cls).permute(0, 3, 1, 2).to(outputs.dtype)
         p, q = log_p[k].exp(), 1 - log_not_q[k].exp()
         loss = -y * (1 - p).pow(gamma) * log_p[k] - (1 - y) * q.pow(gamma) * log_not_q[k]
-        total = total + loss.mean()  # mean over pixels and over this level's nodes
+        # mean over valid pixels and over this level's nodes
+        total = total + (loss * valid).sum() / (valid.sum().clamp(min=1) * n_cls)
     return total
 
 
 def level_targets(leaf_mask: torch.Tensor, tree: ClassTree) -> list[torch.Tensor]:
-    return [torch.as_tensor(level.leaf_to_level, device=leaf_mask.device)[leaf_mask.long()]
-            for level in tree.levels]
-
-
-def loss_fn(outputs: torch.Tensor, leaf_mask: torch.Tensor, tree: ClassTree, mode: str,
-            tree_weight: float = 1.0, gamma: float = 2.0) -> torch.Tensor:
-    outputs = outputs.float()
-    if mode == "flat":
-        return F.cross_entropy(outputs, leaf_mask.long())
-    targets = level_targets(leaf_mask, tree)
-    ce = sum(F.cross_entropy(group, t) for group, t in zip(_split(outputs, tree), targets))
-    return ce + tree_weight * tree_min_loss(outputs, targets, tree, gamma)
+    """Each level's label map; IGNORE stays IGNORE."""
+    out = []
+    for level in tree.levels:
+        table = torch.full((256,), IGNORE, dtype=torch.long, device=leaf_mask.device)
+        table[:tree.num_leaves] = torch.as_tensor(level.leaf_to_level, device=leaf_mask.device)
+        out.append(table[leaf_mask.long()])
+    return out
 
 
 def leaf_scores(outputs: torch.Tensor, tree: ClassTree, mode: str) -> torch.Tensor:
@@ -96,7 +95,7 @@ def leaf_scores(outputs: torch.Tensor, tree: ClassTree, mode: str) -> torch.Tens
     if mode == "flat":
         return outputs
     total = 0
-    for level, group in zip(tree.levels, _split(outputs.sigmoid(), tree)):
+    for level, group in zip(tree.levels, split_levels(outputs.sigmoid(), tree)):
         total = total + group.index_select(1, torch.as_tensor(level.leaf_to_level, device=outputs.device))
     return total
 
@@ -112,4 +111,4 @@ def nested_pixels(level_preds: list[torch.Tensor], tree: ClassTree) -> tuple[int
 def independent_consistency(outputs: torch.Tensor, tree: ClassTree) -> tuple[int, int]:
     """(consistent pixels, pixels) when each level of a tree-mode output is argmaxed on its own:
     how often level-wise predictions would disagree without path inference."""
-    return nested_pixels([g.argmax(1) for g in _split(outputs, tree)], tree)
+    return nested_pixels([g.argmax(1) for g in split_levels(outputs, tree)], tree)

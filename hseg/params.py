@@ -15,7 +15,7 @@ from .errors import UserError
 ARCHS = ("unet", "deeplabv3plus")
 ENCODERS = ("resnet34", "resnet50")
 WEIGHTS = ("scratch", "imagenet")
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 LOSSES = ("flat", "tree")
 SIZE_MULTIPLE = 32  # smp encoders downsample 5 times
 
@@ -113,8 +113,8 @@ def parse_variant(name: str) -> tuple[str, str, str]:
 @dataclass
 class Augment:
     hflip: bool = True
-    scale: float = 0.0       # random zoom in [1-scale, 1+scale]
-    shift: float = 0.0       # random shift, fraction of the image side
+    scale: tuple = (1.0, 1.0)  # random zoom range [min, max], drawn log-uniformly (0.5, 2.0: the standard recipe)
+    shift: float = 0.0       # extra random shift, fraction of the image side
     rotate: float = 0.0      # random rotation in degrees, +-
     brightness: float = 0.0  # additive, +- in units of the [0,1] intensity range
     contrast: float = 0.0    # multiplicative, 1 +- contrast
@@ -128,65 +128,137 @@ class TrainConfig:
     weights: str
     epochs: int
     batch_size: int
+    crop: int                # training crop side in pixels; 0 = the cache size (no cropping)
+    optimizer: str
     lr: float
     weight_decay: float
+    schedule: str            # warmup_cosine | cosine_restarts
+    warmup_epochs: float
     t0: int
     eta_min: float
     seed: int
     precision: str
     device: str
     loss: str
+    loss_weights: dict       # term -> weight, terms from LOSS_TERMS
+    class_weights: str       # none | inverse_sqrt
     tree_weight: float
     tree_gamma: float
+    val_every: int
     processes: int
     accumulate: int
+    compile: bool            # torch.compile the model (CUDA only)
     augment: Augment = field(default_factory=Augment)
 
 
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("warmup_cosine", "cosine_restarts")
+LOSS_TERMS = ("ce", "dice", "lovasz", "focal")
+CLASS_WEIGHTS = ("none", "inverse_sqrt")
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``base`` with ``override`` laid over it; nested mappings merge key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def _boolean(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"{name} = {value!r}: must be true or false")
+    return value
+
+
+def _mapping(name: str, value) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"{name} = {value!r}: must be a mapping")
+    return value
+
+
+def _known_keys(name: str, value: dict, allowed) -> dict:
+    unknown = set(value) - set(allowed)
+    if unknown:
+        raise UserError(f"{name}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return value
+
+
+def _augment(name: str, augment: dict) -> Augment:
+    _known_keys(name, augment, {f.name for f in fields(Augment)})
+    values = {}
+    for k, v in augment.items():
+        if k == "hflip":
+            values[k] = _boolean(f"{name}.hflip", v)
+        elif k == "scale":
+            if (not isinstance(v, (list, tuple)) or len(v) != 2
+                    or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in v)
+                    or v[0] > v[1]):
+                raise UserError(f"{name}.scale = {v!r}: must be a zoom range [min, max] with 0 < min <= max, "
+                                f"e.g. [0.5, 2.0]; [1, 1] turns zoom off")
+            values[k] = (float(v[0]), float(v[1]))
+        else:
+            values[k] = _non_negative(f"{name}.{k}", v)
+    return Augment(**values)
+
+
 def train_config(params: dict, variant: str) -> TrainConfig:
-    """The recipe for one variant: ``train`` overlaid with ``variants.<variant>``."""
+    """The recipe for one variant: ``train`` deep-merged with ``variants.<variant>``."""
     arch, encoder, weights = parse_variant(variant)
-    recipe = dict(section(params, "train"))
+    base = section(params, "train")
     overrides = (params.get("variants") or {}).get(variant) or {}
     if not isinstance(overrides, dict):
         raise UserError(f"variants.{variant} = {overrides!r}: must be a mapping of train keys")
-    unknown = set(overrides) - set(recipe)
-    if unknown:
-        raise UserError(f"variants.{variant}: unknown key(s) {sorted(unknown)}; allowed: {sorted(recipe)}")
-    recipe.update(overrides)
-    where = lambda key: f"variants.{variant}.{key}" if key in overrides else f"train.{key}"  # noqa: E731
+    _known_keys(f"variants.{variant}", overrides, base)
+    recipe = deep_merge(base, overrides)
 
-    sched = recipe.get("scheduler") or {}
-    tree_loss = recipe.get("tree_loss") or {}
-    augment = recipe.get("augment") or {}
-    known_aug = {f.name for f in fields(Augment)}
-    if set(augment) - known_aug:
-        raise UserError(f"{where('augment')}: unknown key(s) {sorted(set(augment) - known_aug)}; "
-                        f"allowed: {sorted(known_aug)}")
-    aug = Augment(**{k: (bool(v) if k == "hflip" else _non_negative(f"{where('augment')}.{k}", v))
-                     for k, v in augment.items()})
-    if aug.scale >= 1:
-        raise UserError(f"{where('augment')}.scale = {aug.scale}: must be below 1")
+    def where(key):
+        return f"variants.{variant}.{key}" if key in overrides else f"train.{key}"
+
+    sched = _known_keys(where("scheduler"), _mapping(where("scheduler"), recipe.get("scheduler")),
+                        ("name", "warmup_epochs", "T_0", "eta_min"))
+    tree_loss = _mapping(where("tree_loss"), recipe.get("tree_loss"))
+    loss_weights = _known_keys(where("loss_weights"), _mapping(where("loss_weights"), recipe.get("loss_weights", {"ce": 1.0})),
+                               LOSS_TERMS)
+    loss_weights = {k: _non_negative(f"{where('loss_weights')}.{k}", v) for k, v in loss_weights.items()}
+    if not any(loss_weights.values()):
+        raise UserError(f"{where('loss_weights')} = {loss_weights}: at least one term needs a weight above 0")
     seed = recipe.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise UserError(f"{where('seed')} = {seed!r}: must be an integer")
+    crop = recipe.get("crop", 0)
+    if crop:
+        check_size(where("crop"), crop)
+    else:
+        _non_negative(where("crop"), crop, int, " (0 = train on the whole cached image)")
+    schedule = _choice(f"{where('scheduler')}.name", sched.get("name", "cosine_restarts"), SCHEDULES)
     return TrainConfig(
         variant=variant, arch=arch, encoder=encoder, weights=weights,
         epochs=_positive(where("epochs"), recipe.get("epochs"), int),
         batch_size=_positive(where("batch_size"), recipe.get("batch_size"), int),
+        crop=crop,
+        optimizer=_choice(where("optimizer"), recipe.get("optimizer", "adam"), OPTIMIZERS),
         lr=float(_positive(where("lr"), recipe.get("lr"))),
         weight_decay=_non_negative(where("weight_decay"), recipe.get("weight_decay", 0.0)),
-        t0=_positive(f"{where('scheduler')}.T_0", sched.get("T_0"), int),
+        schedule=schedule,
+        warmup_epochs=_non_negative(f"{where('scheduler')}.warmup_epochs", sched.get("warmup_epochs", 0.0)),
+        t0=_positive(f"{where('scheduler')}.T_0", sched.get("T_0", 1), int),
         eta_min=_non_negative(f"{where('scheduler')}.eta_min", sched.get("eta_min", 0.0)),
         seed=seed,
         precision=_choice(where("precision"), recipe.get("precision", "auto"), PRECISIONS),
         device=_choice(where("device"), recipe.get("device", "auto"), ("auto", "cpu", "cuda")),
         loss=_choice(where("loss"), recipe.get("loss", "flat"), LOSSES),
+        loss_weights=loss_weights,
+        class_weights=_choice(where("class_weights"), recipe.get("class_weights", "none"), CLASS_WEIGHTS),
         tree_weight=_non_negative(f"{where('tree_loss')}.weight", tree_loss.get("weight", 1.0)),
         tree_gamma=_non_negative(f"{where('tree_loss')}.gamma", tree_loss.get("gamma", 2.0)),
+        val_every=_positive(where("val_every"), recipe.get("val_every", 1), int),
         processes=_positive(where("processes"), recipe.get("processes", 1), int),
         accumulate=_positive(where("accumulate"), recipe.get("accumulate", 1), int),
-        augment=aug,
+        compile=_boolean(where("compile"), recipe.get("compile", False)),
+        augment=_augment(where("augment"), _mapping(where("augment"), recipe.get("augment"))),
     )
 
 
@@ -194,7 +266,8 @@ def evaluate_settings(params: dict) -> dict:
     ev = section(params, "evaluate")
     return {"batch_size": _positive("evaluate.batch_size", ev.get("batch_size", 16), int),
             "precision": _choice("evaluate.precision", ev.get("precision", "auto"), PRECISIONS),
-            "device": _choice("evaluate.device", ev.get("device", "auto"), ("auto", "cpu", "cuda"))}
+            "device": _choice("evaluate.device", ev.get("device", "auto"), ("auto", "cpu", "cuda")),
+            "flip_tta": _boolean("evaluate.flip_tta", ev.get("flip_tta", False))}
 
 
 def plot_settings(params: dict) -> dict:

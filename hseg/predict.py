@@ -20,11 +20,10 @@ from PIL import Image, ImageDraw
 from . import layout
 from .dataset import load_image
 from .errors import UserError
-from .evaluate import predict_batches
 from .models import load_checkpoint
 from .plots import PALETTE
 from .prepare import resize_image
-from .runtime import pick_device, prepare_model
+from .runtime import pick_device, predict_batches, prepare_model
 from .tree import ClassTree, build_tree
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}

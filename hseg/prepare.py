@@ -1,7 +1,7 @@
 """Decode, validate and resize a split once, into a uint8 tensor cache.
 
-The cache holds ``images`` (N,3,S,S), ``masks`` (N,S,S), ``ids`` and the
-original ``sizes`` (N,2: H,W). With ``keep_full_masks`` it also keeps every
+The cache holds ``images`` (N,3,S,S), ``masks`` (N,S,S), ``ids``, the
+original ``sizes`` (N,2: H,W) and ``pixel_counts`` per class at original resolution. With ``keep_full_masks`` it also keeps every
 original-resolution mask (flat, with ``offsets``) so evaluation can score at
 full resolution without touching the dataset again.
 """
@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .atomic import atomic_path
+from .atomic import save_torch
 from .dataset import load_pair
 from .errors import UserError
 
@@ -29,7 +29,8 @@ def _decode_one(job):
         return image_id, str(exc)
     small_image = resize_image(image, size)
     small_mask = np.array(Image.fromarray(mask).resize((size, size), Image.NEAREST))
-    return image_id, (small_image, small_mask, mask.shape, mask if keep_full else None)
+    pixels = np.bincount(mask.ravel(), minlength=num_classes)
+    return image_id, (small_image, small_mask, mask.shape, mask if keep_full else None, pixels)
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
@@ -46,6 +47,7 @@ def build_cache(root: Path, ids: list[str], num_classes: int, size: int, *,
     masks = torch.empty((n, size, size), dtype=torch.uint8)
     sizes = torch.empty((n, 2), dtype=torch.int32)
     full: list = [None] * n
+    pixel_counts = np.zeros(num_classes, dtype=np.int64)
     errors = []
     jobs = [(root, i, num_classes, size, keep_full_masks) for i in ids]
     with ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
@@ -54,16 +56,18 @@ def build_cache(root: Path, ids: list[str], num_classes: int, size: int, *,
             if isinstance(result, str):
                 errors.append(result)
                 continue
-            img, m, shape, fm = result
+            img, m, shape, fm, pixels = result
             images[k] = torch.from_numpy(img)
             masks[k] = torch.from_numpy(m)
             sizes[k] = torch.tensor(shape)
             full[k] = fm
+            pixel_counts += pixels
     if errors:
         more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
         raise UserError(f"{len(errors)} of {n} {desc} item(s) failed validation:\n  "
                         + "\n  ".join(errors[:10]) + more)
-    cache = {"images": images, "masks": masks, "ids": list(ids), "sizes": sizes, "size": size}
+    cache = {"images": images, "masks": masks, "ids": list(ids), "sizes": sizes, "size": size,
+             "pixel_counts": torch.from_numpy(pixel_counts)}  # per class, at original resolution
     if keep_full_masks:
         lengths = torch.tensor([m.size for m in full], dtype=torch.int64)
         cache["offsets"] = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
@@ -79,8 +83,7 @@ def full_mask(cache: dict, k: int) -> torch.Tensor:
 
 
 def save_cache(cache: dict, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(cache, tmp)
+    save_torch(cache, path)
 
 
 def load_cache(path: Path) -> dict:

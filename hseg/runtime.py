@@ -5,8 +5,11 @@ import contextlib
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
+from .hierarchy import leaf_scores
 from .models import normalize
+from .tree import ClassTree
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -26,17 +29,21 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> 'bf16' where the device has native bf16, else 'fp32'; 'bf16'/'fp32' as given."""
+    """'auto' -> 'bf16' where the device has native bf16; else 'fp16' on a GPU (pre-Ampere, trained
+    with a gradient scaler) and 'fp32' on a CPU. An explicit bf16 / fp16 / fp32 is kept."""
     if precision == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
+        if native_bf16(device):
+            return "bf16"
+        return "fp16" if device.type == "cuda" else "fp32"
     return precision
 
 
 def autocast(device: torch.device, precision: str):
-    """bf16 autocast (AVX512-BF16/AMX on CPU, tensor cores on GPU) or a no-op for fp32."""
-    if resolve_precision(precision, device) == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """bf16/fp16 autocast (AVX512-BF16/AMX on CPU, tensor cores on GPU) or a no-op for fp32."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolve_precision(precision, device))
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -45,19 +52,46 @@ def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Modu
     return model.to(device, memory_format=torch.channels_last)
 
 
-def to_device(images_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 batch -> normalised float on the device, channels_last."""
-    if device.type == "cuda":
-        images_uint8 = images_uint8.pin_memory().to(device, non_blocking=True)
-    return normalize(images_uint8).contiguous(memory_format=torch.channels_last)
+def model_input(images: torch.Tensor) -> torch.Tensor:
+    """A batch in 0..255 (uint8 or float) -> what every model takes: ImageNet-normalised float,
+    channels_last. The one place this conversion is written."""
+    return normalize(images).contiguous(memory_format=torch.channels_last)
+
+
+def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host or device uint8 batch -> model input on the device (host batches go through pinned memory)."""
+    if images.device != device and device.type == "cuda":
+        images = images.pin_memory().to(device, non_blocking=True)
+    return model_input(images.to(device))
 
 
 @torch.no_grad()
-def predict_logits(model, images_uint8: torch.Tensor, device, precision: str) -> torch.Tensor:
-    """Float32 logits (N,C,S,S) for a uint8 batch at the cache size."""
+def predict_logits(model, images_uint8: torch.Tensor, device, precision: str, flip_tta: bool = False) -> torch.Tensor:
+    """Float32 logits (N,C,S,S) for a uint8 batch at the cache size; with ``flip_tta`` the mean of
+    the logits for the batch and for its mirror image (flipped back)."""
+    x = to_device(images_uint8, device)
     with autocast(device, precision):
-        return model(to_device(images_uint8, device)).float()
+        logits = model(x).float()
+        if flip_tta:
+            logits = (logits + model(x.flip(-1)).float().flip(-1)) / 2
+    return logits
 
 
 def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+def predict_batches(model, mode: str, tree: ClassTree, images_small: torch.Tensor, sizes: list, device,
+                    precision: str, batch_size: int, progress: bool = True, desc: str = "predict",
+                    flip_tta: bool = False):
+    """Yield (start index, raw outputs, leaf scores at cache size, [leaf map at original size]).
+
+    Leaf scores are upsampled bilinearly to each image's (H, W) before the
+    argmax. Shared by evaluate and predict so both give identical maps. ``flip_tta``
+    averages the outputs for the image and its mirror image."""
+    n = len(images_small)
+    for lo in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=not progress):
+        outputs = predict_logits(model, images_small[lo:lo + batch_size], device, precision, flip_tta)
+        scores = leaf_scores(outputs, tree, mode)
+        full = [upsample(scores[j:j + 1], tuple(sizes[lo + j]))[0].argmax(0).cpu() for j in range(len(scores))]
+        yield lo, outputs, scores, full

@@ -1,10 +1,11 @@
-"""The epoch loop: batches from the uint8 cache, batch augmentation, bf16 autocast.
+"""The epoch loop: batches from the uint8 cache, batch augmentation, autocast.
 
-Each finished epoch writes a resume checkpoint, so an interrupted stage
-rerun continues from the last finished epoch with identical results on CPU.
+Each validated epoch writes a resume checkpoint, so an interrupted stage rerun
+continues from the last checkpoint with identical results on CPU.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -13,85 +14,148 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .atomic import atomic_path, write_text
-from .augment import augment_batch
+from .atomic import save_torch, write_text
+from .augment import apply_augment, draw_augment
 from .errors import UserError
-from .hierarchy import leaf_scores, loss_fn, num_outputs
+from .hierarchy import leaf_scores, num_outputs
+from .losses import make_loss
 from .metrics import confusion_matrix, hierarchical_scores
-from .models import build_model, normalize
+from .models import build_model
 from .params import TrainConfig
-from .runtime import autocast, pick_device, predict_logits, prepare_model, resolve_precision
+from .runtime import autocast, model_input, pick_device, predict_logits, prepare_model, resolve_precision
 from .tree import ClassTree
 
-HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_miou0", "val_miou1", "val_miou2", "seconds")
+CODE_DIR = Path(__file__).resolve().parent
 
 
-def _fingerprint(cfg: TrainConfig, train_cache: dict) -> str:
-    """Identifies a run, so a resume checkpoint from other params or data is not reused."""
-    blob = json.dumps(dataclasses.asdict(cfg), sort_keys=True) + str(len(train_cache["ids"])) + str(train_cache["size"])
-    return hashlib.sha1(blob.encode()).hexdigest()
+def history_columns(tree: ClassTree) -> list[str]:
+    return (["epoch", "lr", "train_loss", "val_loss"] + [f"val_miou{k}" for k in range(len(tree.levels))]
+            + ["seconds"])
 
 
-def validate(model, val_cache: dict, tree: ClassTree, cfg: TrainConfig, device):
-    """(val loss, {miou0, miou1, ...}) at the cache resolution."""
+def _digest(*arrays) -> str:
+    h = hashlib.sha1()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a.numpy() if isinstance(a, torch.Tensor) else a).data)
+    return h.hexdigest()
+
+
+def fingerprint(cfg: TrainConfig, train_cache: dict) -> str:
+    """Identifies a run: params, the cache's content (not just its size) and the library code.
+    A resume checkpoint with another fingerprint is not reused."""
+    code = "".join(p.read_text() for p in sorted(CODE_DIR.glob("*.py")))
+    blob = json.dumps(dataclasses.asdict(cfg), sort_keys=True) + _digest(train_cache["images"], train_cache["masks"])
+    return hashlib.sha1((blob + code).encode()).hexdigest()
+
+
+def check_batching(cfg: TrainConfig, world: int, n: int) -> int:
+    """Steps per epoch. Every step is a full global batch (the shuffled remainder of fewer than
+    batch_size images is dropped, a different one each epoch) split into processes x accumulate
+    micro-batches of at least 2 images, since BatchNorm cannot train on one."""
+    parts = world * cfg.accumulate
+    if cfg.batch_size % parts or cfg.batch_size // parts < 2:
+        raise UserError(f"train.batch_size = {cfg.batch_size} must split into {world} process(es) x "
+                        f"{cfg.accumulate} micro-batch(es) (train.processes x train.accumulate) of at least "
+                        f"2 images each: use a multiple of {2 * parts}")
+    if cfg.batch_size > n:
+        raise UserError(f"train.batch_size = {cfg.batch_size} is larger than the {n} training images")
+    return n // cfg.batch_size
+
+
+class LrFactor:
+    """The learning-rate multiplier of optimisation step s (stepped once per batch).
+
+    warmup_cosine: linear warm-up over ``warmup_epochs``, then a cosine decay that
+    reaches eta_min at the last step. cosine_restarts: CosineAnnealingWarmRestarts
+    with a cycle of T_0 epochs, as in the original study."""
+
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int):
+        self.kind, self.floor = cfg.schedule, cfg.eta_min / cfg.lr
+        self.warm = round(cfg.warmup_epochs * steps_per_epoch)
+        self.total = cfg.epochs * steps_per_epoch
+        self.cycle = cfg.t0 * steps_per_epoch
+
+    def __call__(self, step: int) -> float:
+        if self.kind == "cosine_restarts":
+            progress = (step % self.cycle) / self.cycle
+        elif step < self.warm:
+            return (step + 1) / self.warm
+        else:
+            progress = (step - self.warm) / max(1, self.total - self.warm - 1)
+        return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def make_optimizer(cfg: TrainConfig, net: torch.nn.Module) -> torch.optim.Optimizer:
+    kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return kind(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def validate(model, val_cache: dict, tree: ClassTree, loss_fn, mode: str, device, precision: str,
+             batch_size: int):
+    """(val loss, {miou0, miou1, ...}) at the cache resolution. The confusion matrix is
+    accumulated on the device; only the small matrix comes back."""
     model.eval()
     n_cls = tree.num_leaves
-    cm = torch.zeros(n_cls, n_cls, dtype=torch.int64)
-    loss_sum, n = 0.0, len(val_cache["ids"])
-    for lo in range(0, n, cfg.batch_size):
-        outputs = predict_logits(model, val_cache["images"][lo:lo + cfg.batch_size], device, cfg.precision).cpu()
-        target = val_cache["masks"][lo:lo + cfg.batch_size].long()
-        loss_sum += _loss(outputs, target, tree, cfg).item() * len(target)
-        cm += confusion_matrix(target, leaf_scores(outputs, tree, cfg.loss).argmax(1), n_cls)
-    scores = hierarchical_scores(cm.numpy(), tree)
-    return loss_sum / n, {k: v for k, v in scores.items() if k.startswith("miou")}
+    cm = torch.zeros(n_cls, n_cls, dtype=torch.int64, device=device)
+    loss_sum, n = torch.zeros((), device=device), len(val_cache["ids"])
+    images, masks = val_cache["images"], val_cache["masks"]
+    for lo in range(0, n, batch_size):
+        outputs = predict_logits(model, images[lo:lo + batch_size], device, precision)
+        target = masks[lo:lo + batch_size].to(device).long()
+        loss_sum += loss_fn(outputs, target) * len(target)
+        cm += confusion_matrix(target, leaf_scores(outputs, tree, mode).argmax(1), n_cls)
+    scores = hierarchical_scores(cm.cpu().numpy(), tree)
+    return loss_sum.item() / n, {k: v for k, v in scores.items() if k.startswith("miou")}
 
 
-def _loss(outputs, target, tree: ClassTree, cfg: TrainConfig):
-    return loss_fn(outputs, target, tree, cfg.loss, cfg.tree_weight, cfg.tree_gamma)
-
-
-def _history_csv(rows: list[dict]) -> str:
-    lines = [",".join(HISTORY_COLUMNS)]
+def _history_csv(rows: list[dict], columns: list[str]) -> str:
+    lines = [",".join(columns)]
     for r in rows:
-        lines.append(",".join("" if r[c] is None else (f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]))
-                              for c in HISTORY_COLUMNS))
+        lines.append(",".join("" if r.get(c) is None else (f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]))
+                              for c in columns))
     return "\n".join(lines) + "\n"
 
 
-def train_step(model, optimizer, images: torch.Tensor, masks: torch.Tensor, tree: ClassTree, cfg: TrainConfig,
-               gen: torch.Generator, device, rank: int = 0, world: int = 1) -> float:
-    """One optimisation step on a uint8 global batch; returns the global mean loss.
+def train_step(model, optimizer, scaler, loss_fn, images: torch.Tensor, masks: torch.Tensor, idx: torch.Tensor,
+               cfg: TrainConfig, gen: torch.Generator, device, rank: int = 0, world: int = 1) -> float:
+    """One optimisation step on the global batch ``images[idx]``; returns the global mean loss.
 
-    The whole global batch is augmented on every process (the same random draws
-    everywhere) and each process keeps its slice, so N processes compute the
-    same update as one process with the same global batch. With
-    ``cfg.accumulate`` = A, each slice is further split into A micro-batches
-    whose gradients are summed: 1 process x A micro-batches sees exactly the
-    BatchNorm batches that A processes see."""
-    x = images.to(device, non_blocking=True).float()
-    y = masks.to(device, non_blocking=True)
-    x, y = augment_batch(x, y, cfg.augment, gen)
+    The augmentation of the whole global batch is drawn on every process (the same random
+    numbers everywhere), but each process reads and augments only its own rows, so N
+    processes compute the same update as one process with the same global batch. With
+    ``cfg.accumulate`` = A, each process's rows are split further into A micro-batches whose
+    gradients are summed, so 1 process x A micro-batches sees exactly the BatchNorm batches
+    that A processes see. DDP all-reduces gradients once, on the last micro-batch."""
+    draws = draw_augment(len(idx), cfg.augment, gen, cfg.crop, images.shape[-1])
     stride = world * cfg.accumulate
     optimizer.zero_grad(set_to_none=True)
     total = torch.zeros((), device=device)
     for j in range(cfg.accumulate):
-        xs = normalize(x[rank + j * world::stride]).contiguous(memory_format=torch.channels_last)
-        with autocast(device, cfg.precision):
-            loss = _loss(model(xs), y[rank + j * world::stride], tree, cfg) / cfg.accumulate
-        if not torch.isfinite(loss):
-            return float("nan") if torch.isnan(loss) else loss.item()  # stop before any update
-        loss.backward()
+        rows = torch.arange(rank + j * world, len(idx), stride)
+        pick = idx[rows].to(images.device)
+        x = images[pick].to(device, non_blocking=True)
+        y = masks[pick].to(device, non_blocking=True)
+        x, y = apply_augment(x, y, draws, rows)
+        x = model_input(x)
+        sync = model.no_sync() if world > 1 and j < cfg.accumulate - 1 else contextlib.nullcontext()
+        with sync:
+            with autocast(device, cfg.precision):
+                loss = loss_fn(model(x), y) / cfg.accumulate
+            if not torch.isfinite(loss):
+                return float("nan") if torch.isnan(loss) else loss.item()  # stop before any update
+            scaler.scale(loss).backward()
         total += loss.detach()
     if world > 1:
         dist.all_reduce(total)
         total /= world
     if torch.isfinite(total):
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
     return total.item()
 
 
@@ -110,6 +174,58 @@ def _distributed(device_request: str):
     return dist.get_rank(), world, device
 
 
+def _build(cfg: TrainConfig, tree: ClassTree, device, world: int):
+    """(the plain network, the module to train: DDP-wrapped and/or compiled)."""
+    torch.manual_seed(cfg.seed)
+    net = prepare_model(build_model(cfg.arch, cfg.encoder, cfg.weights, num_outputs(tree, cfg.loss)), device)
+    model = net
+    if world > 1:
+        if device.type == "cuda":  # batch statistics over the global batch, as in one process (GPU-only in torch)
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile and device.type == "cuda":
+        model = torch.compile(model)
+    return net, model
+
+
+class Checkpoint:
+    """The resume file: everything needed to continue an interrupted run bit-identically."""
+
+    def __init__(self, path: Path, fingerprint: str):
+        self.path, self.fingerprint = path, fingerprint
+
+    def save(self, epoch: int, net, optimizer, scheduler, scaler, gen, history) -> None:
+        save_torch({"fingerprint": self.fingerprint, "epoch": epoch, "model": net.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(), "generator": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                    "history": history}, self.path)
+
+    def restore(self, net, optimizer, scheduler, scaler, gen) -> tuple[int, list]:
+        """(epochs done, history) after loading a matching checkpoint; (0, []) if there is none."""
+        if not self.path.is_file():
+            return 0, []
+        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        if state.get("fingerprint") != self.fingerprint:
+            return 0, []
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        return state["epoch"], state["history"]
+
+
+def _on_device(cache: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cache's images and masks where training reads them: moved to a GPU once
+    (a 256 px cache of both splits is under 1 GB), left in (mmapped) memory on CPU."""
+    return cache["images"].to(device), cache["masks"].to(device)
+
+
 def train_variant(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict, *,
                   weights_out: Path, history_out: Path, resume_path: Path, progress: bool = True) -> dict:
     """Train one variant; write its weights and per-epoch history. Returns the last history row.
@@ -117,46 +233,38 @@ def train_variant(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cach
     Under torchrun (WORLD_SIZE > 1) every process trains on its slice of each
     global batch with DistributedDataParallel; process 0 validates and writes."""
     rank, world, device = _distributed(cfg.device)
+    try:
+        return _train(cfg, tree, train_cache, val_cache, rank, world, device, weights_out=weights_out,
+                      history_out=history_out, resume_path=resume_path, progress=progress)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict, rank: int, world: int, device, *,
+           weights_out: Path, history_out: Path, resume_path: Path, progress: bool) -> dict:
     # a concrete precision, so the resume fingerprint and the weights' metadata say what was run
     cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
-    if cfg.batch_size % (world * cfg.accumulate):
-        raise UserError(f"train.batch_size = {cfg.batch_size} must divide evenly into {world} process(es) "
-                        f"x {cfg.accumulate} micro-batch(es) (train.processes x train.accumulate)")
-    torch.manual_seed(cfg.seed)
-    net = prepare_model(build_model(cfg.arch, cfg.encoder, cfg.weights, num_outputs(tree, cfg.loss)), device)
-    if world > 1:
-        if device.type == "cuda":  # batch statistics over the global batch, as in one process (GPU-only in torch)
-            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    else:
-        model = net
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=cfg.t0, eta_min=cfg.eta_min)
+    n = len(train_cache["ids"])
+    steps = check_batching(cfg, world, n)
+    net, model = _build(cfg, tree, device, world)
+    optimizer = make_optimizer(cfg, net)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LrFactor(cfg, steps))
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    loss_fn = make_loss(tree, cfg.loss, cfg.loss_weights, cfg.class_weights, train_cache.get("pixel_counts"),
+                        cfg.tree_weight, cfg.tree_gamma)
     gen = torch.Generator().manual_seed(cfg.seed)
-    history: list[dict] = []
-    start_epoch = 0
-    fingerprint = _fingerprint(cfg, train_cache)
+    checkpoint = Checkpoint(resume_path, fingerprint(cfg, train_cache))
+    start_epoch, history = checkpoint.restore(net, optimizer, scheduler, scaler, gen)
     lead = rank == 0
     if lead and progress:
         print(f"{cfg.variant}: training on {device} with {world} process(es), precision {cfg.precision}")
+        if start_epoch:
+            print(f"resuming {cfg.variant} after epoch {start_epoch} from {resume_path}")
 
-    if resume_path.is_file():
-        state = torch.load(resume_path, map_location="cpu", weights_only=False)
-        if state.get("fingerprint") == fingerprint:
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            gen.set_state(state["generator"])
-            torch.set_rng_state(state["torch_rng"])
-            history, start_epoch = state["history"], state["epoch"]
-            if lead:
-                print(f"resuming {cfg.variant} after epoch {start_epoch} from {resume_path}")
-
-    images, masks = train_cache["images"], train_cache["masks"]
-    if device.type == "cuda":
-        images, masks = images.pin_memory(), masks.pin_memory()
-    n = len(images)
-    steps = math.ceil(n / cfg.batch_size)
+    images, masks = _on_device(train_cache, device)
+    val = dict(val_cache, **dict(zip(("images", "masks"), _on_device(val_cache, device)))) if lead else None
+    columns = history_columns(tree)
     bar = tqdm(total=cfg.epochs * steps, initial=start_epoch * steps, desc=cfg.variant, unit="batch",
                disable=not (progress and lead), dynamic_ncols=True)
     for epoch in range(start_epoch, cfg.epochs):
@@ -165,46 +273,44 @@ def train_variant(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cach
         order = torch.randperm(n, generator=gen)
         loss_sum = 0.0
         for step in range(steps):
-            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            loss = train_step(model, optimizer, images[idx], masks[idx], tree, cfg, gen, device, rank, world)
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
+            loss = train_step(model, optimizer, scaler, loss_fn, images, masks,
+                              order[step * cfg.batch_size:(step + 1) * cfg.batch_size], cfg, gen, device, rank, world)
             if not math.isfinite(loss):
                 bar.close()
                 raise UserError(f"{cfg.variant}: loss became {loss} at epoch {epoch + 1}, batch {step + 1}; "
                                 f"lower train.lr (now {cfg.lr}) or use precision fp32. No model was written.")
-            last_lr = optimizer.param_groups[0]["lr"]  # the rate this step used
-            scheduler.step(epoch + (step + 1) / steps)
+            scheduler.step()
             loss_sum += loss
             bar.update()
             bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss:.3f}")
-        if lead:
-            val_loss, val = validate(net, val_cache, tree, cfg, device)
-            history.append({"epoch": epoch + 1, "lr": last_lr,
-                            "train_loss": loss_sum / steps, "val_loss": val_loss,
-                            **{f"val_{k}": v for k, v in val.items()}, "seconds": time.perf_counter() - t0})
-            bar.write(f"{cfg.variant} epoch {epoch + 1}/{cfg.epochs}: train loss {loss_sum / steps:.4f}, "
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / steps}
+        if lead and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+            val_loss, scores = validate(net, val, tree, loss_fn, cfg.loss, device, cfg.precision, cfg.batch_size)
+            row.update(val_loss=val_loss, **{f"val_{k}": v for k, v in scores.items()})
+            bar.write(f"{cfg.variant} epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, "
                       f"val loss {val_loss:.4f}, val mIoU " + " / ".join(f"{v:.3f}" if v is not None else "-"
-                                                                           for v in val.values()))
-            write_text(history_out, _history_csv(history))
-            with atomic_path(resume_path) as tmp:
-                torch.save({"fingerprint": fingerprint, "epoch": epoch + 1, "model": net.state_dict(),
-                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                            "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "history": history},
-                           tmp)
+                                                                           for v in scores.values()))
+        row["seconds"] = time.perf_counter() - t0
+        history.append(row)
+        if lead:
+            write_text(history_out, _history_csv(history, columns))
+            checkpoint.save(epoch + 1, net, optimizer, scheduler, scaler, gen, history)
         if world > 1:
             dist.barrier()
     bar.close()
     if not lead:
         return {}
-
-    meta = {"variant": cfg.variant, "arch": cfg.arch, "encoder": cfg.encoder, "weights": cfg.weights,
-            "num_classes": num_outputs(tree, cfg.loss), "mode": cfg.loss, "size": train_cache["size"],
-            "leaf_names": list(tree.leaf_names), "tree": tree.spec, "background": tree.background,
-            "epochs": cfg.epochs, "precision": cfg.precision}
-    # SyncBatchNorm keeps BatchNorm2d's parameter names, so these load into a plain model
-    state_dict = {k: v.cpu() for k, v in net.state_dict().items()}
-    with atomic_path(weights_out) as tmp:
-        torch.save({"meta": meta, "state_dict": state_dict}, tmp)
-    write_text(history_out, _history_csv(history))
+    _save_weights(weights_out, net, cfg, tree, train_cache["size"])
+    write_text(history_out, _history_csv(history, columns))
     resume_path.unlink(missing_ok=True)
     return history[-1]
 
+
+def _save_weights(path: Path, net, cfg: TrainConfig, tree: ClassTree, size: int) -> None:
+    meta = {"variant": cfg.variant, "arch": cfg.arch, "encoder": cfg.encoder, "weights": cfg.weights,
+            "num_classes": num_outputs(tree, cfg.loss), "mode": cfg.loss, "size": size,
+            "leaf_names": list(tree.leaf_names), "tree": tree.spec, "background": tree.background,
+            "epochs": cfg.epochs, "precision": cfg.precision}
+    # SyncBatchNorm keeps BatchNorm2d's parameter names, so these load into a plain model
+    save_torch({"meta": meta, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}, path)

@@ -13,6 +13,8 @@ import numpy as np
 
 from .errors import UserError
 
+IGNORE = 255  # label of pixels no loss or metric counts (e.g. from outside the image after a zoom-out)
+
 
 @dataclass(frozen=True)
 class Level:

@@ -30,8 +30,9 @@ def main(args):
     for split, cache in caches.items():
         cache["leaf_names"] = leaf_names
         save_cache(cache, layout.cache_file(split))
-    write_json(layout.PREPARED / "summary.json", {"size": size, "train": len(train_ids), "val": len(val_ids),
-                                                 "classes": leaf_names})
+    write_json(layout.PREPARED / "summary.json", {
+        "size": size, "train": len(train_ids), "val": len(val_ids), "classes": leaf_names,
+        "train_pixels": dict(zip(leaf_names, caches["train"]["pixel_counts"].tolist()))})
     print(f"prepared {len(train_ids)} train + {len(val_ids)} val images at {size}px "
           f"in {time.perf_counter() - start:.1f}s -> {layout.PREPARED}")
 

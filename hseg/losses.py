@@ -1,0 +1,74 @@
+"""Training losses: a weighted sum of cross-entropy and smp's region losses, flat or per tree level.
+
+Every term skips pixels labelled IGNORE (from outside the image after a zoom-out
+or a shift). Class weights, if asked for, weight the cross-entropy term only.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from segmentation_models_pytorch.losses import DiceLoss, FocalLoss, LovaszLoss
+
+from .hierarchy import level_targets, split_levels, tree_min_loss
+from .tree import IGNORE, ClassTree
+
+
+def class_weights(pixel_counts, scheme: str) -> torch.Tensor | None:
+    """Cross-entropy weights from a split's pixel counts per class.
+
+    ``inverse_sqrt``: w_c proportional to 1 / sqrt(share of class c), scaled to mean 1,
+    so rare parts (arms, legs) weigh more without drowning the background.
+    A class with no pixels gets the largest weight of the others."""
+    if scheme == "none":
+        return None
+    counts = np.asarray(pixel_counts, dtype=np.float64)
+    share = counts / counts.sum()
+    w = np.zeros_like(share)
+    w[share > 0] = 1 / np.sqrt(share[share > 0])
+    w[share == 0] = w.max()
+    return torch.tensor(w / w.mean(), dtype=torch.float32)
+
+
+class SegLoss:
+    """sum_t weight_t * loss_t(logits, labels) over the terms of ``weights`` (ce, dice, lovasz, focal)."""
+
+    def __init__(self, weights: dict, ce_weight: torch.Tensor | None = None):
+        self.ce_weight = ce_weight
+        region = {"dice": DiceLoss("multiclass", ignore_index=IGNORE),
+                  "lovasz": LovaszLoss("multiclass", ignore_index=IGNORE),
+                  "focal": FocalLoss("multiclass", ignore_index=IGNORE)}
+        self.terms = [(w, self._ce if name == "ce" else region[name]) for name, w in weights.items() if w]
+
+    def _ce(self, logits, labels):
+        weight = None if self.ce_weight is None else self.ce_weight.to(logits.device)
+        return F.cross_entropy(logits, labels, weight=weight, ignore_index=IGNORE)
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits, labels = logits.float(), labels.long()
+        return sum(w * term(logits, labels) for w, term in self.terms)
+
+
+def make_loss(tree: ClassTree, mode: str, loss_weights: dict, class_weighting: str = "none",
+              leaf_pixels=None, tree_weight: float = 1.0, gamma: float = 2.0):
+    """The training loss ``(outputs, leaf_mask) -> scalar``.
+
+    flat: ``loss_weights`` terms on the leaf logits. tree: the same terms on every
+    level's logits, summed over levels, plus ``tree_weight`` x the tree-min loss.
+    Class weights come from the train split's leaf pixel counts, summed into each level."""
+    if mode == "flat":
+        return SegLoss(loss_weights, class_weights(leaf_pixels, class_weighting) if leaf_pixels is not None else None)
+    per_level = []
+    for level in tree.levels:
+        counts = None
+        if leaf_pixels is not None:
+            counts = np.bincount(level.leaf_to_level, weights=np.asarray(leaf_pixels, dtype=np.float64),
+                                 minlength=level.num_classes)
+        per_level.append(SegLoss(loss_weights, class_weights(counts, class_weighting) if counts is not None else None))
+
+    def tree_loss(outputs, leaf_mask):
+        outputs = outputs.float()
+        targets = level_targets(leaf_mask, tree)
+        level_sum = sum(fn(group, t) for fn, group, t in zip(per_level, split_levels(outputs, tree), targets))
+        return level_sum + tree_weight * tree_min_loss(outputs, targets, tree, gamma)
+    return tree_loss
