@@ -20,6 +20,7 @@ For each model it prints, all measured in this run:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -37,7 +38,8 @@ from hseg.config import class_tree  # noqa: E402
 from hseg.dataset import load_pair, read_classes, read_ids  # noqa: E402
 from hseg.evaluate import evaluate_model  # noqa: E402
 from hseg.models import build_model, normalize  # noqa: E402
-from hseg.params import load_params, train_config  # noqa: E402
+from hseg.losses import make_loss  # noqa: E402
+from hseg.params import Augment, load_params, train_config  # noqa: E402
 from hseg.prepare import load_cache  # noqa: E402
 from hseg.runtime import autocast, predict_logits, prepare_model  # noqa: E402
 from hseg.train import train_step  # noqa: E402
@@ -97,10 +99,18 @@ def child_peak_rss_gb(code: str) -> float:
     return int(out.split("PEAK_RSS_KB")[-1].split()[0]) / 1024 ** 2
 
 
+def seed_like_config(params: dict, variant: str, batch: int):
+    """The pipeline's config for a like-for-like step against the original loop:
+    whole cached images, flips only, cross-entropy only."""
+    return dataclasses.replace(train_config(params, variant), batch_size=batch, crop=0, loss_weights={"ce": 1.0},
+                               augment=Augment(hflip=True))
+
+
 def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
     arch, encoder = name.split("-")
-    cfg = train_config(params, f"{arch}-{encoder}-scratch")
-    cfg.batch_size = args.batch
+    cfg = seed_like_config(params, f"{arch}-{encoder}-scratch", args.batch)
+    loss_fn = make_loss(tree, "flat", cfg.loss_weights)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
     device = torch.device("cpu")
     gen = torch.Generator().manual_seed(0)
     n_train = len(train_cache["ids"])
@@ -115,7 +125,7 @@ def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
     def pipeline_step():
         k = next(batches) % (n_train // args.batch)
         idx = order[k * args.batch:(k + 1) * args.batch]
-        train_step(model, opt, train_cache["images"][idx], train_cache["masks"][idx], tree, cfg, gen, device)
+        train_step(model, opt, scaler, loss_fn, train_cache["images"], train_cache["masks"], idx, cfg, gen, device)
 
     def optimizer_step(net, opt, xb, yb, precision="fp32"):
         with autocast(device, precision):
@@ -174,14 +184,16 @@ def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
         "from hseg.params import load_params, train_config; from hseg.config import class_tree;"
         "from hseg.prepare import build_cache; from hseg.dataset import read_ids, read_classes;"
         "from hseg.train import train_step; from hseg.models import build_model; from hseg.runtime import prepare_model;"
-        f"p = load_params(); cfg = train_config(p, '{arch}-{encoder}-scratch'); cfg.batch_size = {args.batch};"
+        "from hseg.losses import make_loss; sys.path.insert(0, 'benchmarks'); from bench import seed_like_config;"
+        f"p = load_params(); cfg = seed_like_config(p, '{arch}-{encoder}-scratch', {args.batch});"
+        "s = torch.amp.GradScaler('cpu', enabled=False);"
         "from hseg.prepare import load_cache;"
         f"c = load_cache('{args.cache_dir}/train.pt'); v = load_cache('{args.cache_dir}/val.pt');"
-        "t = class_tree(p, c['leaf_names']); m = prepare_model(build_model(cfg.arch, cfg.encoder, 'scratch', 7), torch.device('cpu'));"
+        "t = class_tree(p, c['leaf_names']); lf = make_loss(t, 'flat', cfg.loss_weights); m = prepare_model(build_model(cfg.arch, cfg.encoder, 'scratch', 7), torch.device('cpu'));"
         "o = torch.optim.Adam(m.parameters()); g = torch.Generator().manual_seed(0);"
         # touch every cached tensor, as a whole epoch plus validation would, so they count as resident
         "[t.max() for cache in (c, v) for t in cache.values() if isinstance(t, torch.Tensor) and t.numel()];"
-        f"[train_step(m, o, c['images'][i*{args.batch}:(i+1)*{args.batch}], c['masks'][i*{args.batch}:(i+1)*{args.batch}], t, cfg, g, torch.device('cpu')) for i in range(3)]")
+        f"[train_step(m, o, s, lf, c['images'], c['masks'], torch.arange(i*{args.batch}, (i+1)*{args.batch}), cfg, g, torch.device('cpu')) for i in range(3)]")
     return rows
 
 

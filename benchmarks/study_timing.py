@@ -16,6 +16,7 @@ arithmetic is that of the scratch variant with the same arch and encoder.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -30,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hseg import layout  # noqa: E402
 from hseg.config import class_tree  # noqa: E402
-from hseg.errors import UserError, run_cli  # noqa: E402
+from hseg.cli import run_cli  # noqa: E402
+from hseg.errors import UserError  # noqa: E402
 from hseg.evaluate import evaluate_weights  # noqa: E402
 from hseg.params import evaluate_settings, load_params, prepare_settings, study_variants, train_config  # noqa: E402
 from hseg.prepare import load_cache, save_cache  # noqa: E402
@@ -55,16 +57,15 @@ def random_cache(n: int, size: int, full_size: tuple[int, int] | None, gen: torc
 def time_variant(variant: str, args) -> dict:
     """Train and evaluate one variant in this process; its timings."""
     params = load_params()
-    cfg = train_config(params, variant)
-    cfg.weights = "scratch"
+    cfg = dataclasses.replace(train_config(params, variant), weights="scratch")
     if args.epochs:
-        cfg.epochs = cfg.t0 = args.epochs
+        cfg = dataclasses.replace(cfg, epochs=args.epochs, t0=args.epochs)
     cache_dir = Path(args.cache_dir)
     train_cache, val_cache = load_cache(cache_dir / "train.pt"), load_cache(cache_dir / "val.pt")
     tree = class_tree(params, train_cache["leaf_names"])
     out = cache_dir / variant
     start = time.perf_counter()
-    train_variant(cfg, tree, train_cache, val_cache, weights_out=out / "model.pt", history_out=out / "history.csv",
+    train_variant(cfg, tree, train_cache, val_cache, weights_out=out / "model.pt", live_dir=out / "live",
                   resume_path=out / "resume.pt", progress=False)
     train_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -102,7 +103,7 @@ def main(args):
             args.cache_dir = str(layout.cache_file("train").parent)
         else:
             args.cache_dir = tmp
-            size, gen = prepare_settings(params)["size"], torch.Generator().manual_seed(0)
+            size, gen = prepare_settings(params).size, torch.Generator().manual_seed(0)
             save_cache(random_cache(args.train_images, size, None, gen), Path(tmp) / "train.pt")
             save_cache(random_cache(args.val_images, size, (375, 500), gen), Path(tmp) / "val.pt")
 

@@ -2,7 +2,7 @@
 import importlib
 import sys
 
-from .errors import run_cli
+from .cli import run_cli
 
 COMMANDS = {"predict": "run a trained variant on your own images (python -m hseg predict --help)",
             "report": "print the results table from metrics/*.json"}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import UserError
 
@@ -62,13 +62,19 @@ def check_splits(train_ids: list[str], val_ids: list[str], train_path: Path, val
                         f"e.g. {both[:5]}")
 
 
-def load_image(path: Path) -> np.ndarray:
-    """An RGB uint8 HxWx3 array; grayscale, RGBA, CMYK and palette photos are converted."""
+def load_image(path: Path, apply_orientation: bool = False) -> np.ndarray:
+    """An RGB uint8 HxWx3 array; grayscale, RGBA, CMYK and palette photos are converted.
+
+    ``apply_orientation`` turns the pixels as the EXIF orientation tag says, i.e. as a
+    viewer shows the photo (for prediction). Training data keeps its stored pixels,
+    which its masks were drawn on."""
     if not path.is_file():
         raise UserError(f"{path}: image not found")
     try:
         with Image.open(path) as im:
             im.load()  # forces a full decode so truncated files fail here
+            if apply_orientation:
+                im = ImageOps.exif_transpose(im)
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"{path}: unreadable or truncated image ({exc})") from None

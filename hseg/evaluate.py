@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
-from .hierarchy import independent_consistency, nested_pixels
+from .hierarchy import independent_consistency, tree_consistency
 from .metrics import confusion_matrix, hierarchical_scores
 from .prepare import full_mask
 from .models import load_checkpoint
@@ -48,15 +48,7 @@ def evaluate_model(model, mode: str, val_cache: dict, tree: ClassTree, device, p
 
 def evaluate_weights(weights, val_cache: dict, tree: ClassTree, settings: dict, progress: bool = True):
     """evaluate_model for a weights file written by the train stage, with params' evaluate settings."""
-    device = pick_device(settings["device"])
+    device = pick_device(settings.device)
     model, meta = load_checkpoint(weights)
-    return evaluate_model(prepare_model(model, device), meta["mode"], val_cache, tree, device, settings["precision"],
-                          settings["batch_size"], progress, settings["flip_tta"])
-
-
-def tree_consistency(leaf_pred: torch.Tensor, tree: ClassTree) -> tuple[int, int]:
-    """(pixels whose level-0..K predictions nest as the tree says, pixels).
-
-    Level predictions are read off the predicted leaf, so this is 1.0 by
-    construction for flat and path inference; it guards that property."""
-    return nested_pixels([torch.as_tensor(level.leaf_to_level)[leaf_pred.long()] for level in tree.levels], tree)
+    return evaluate_model(prepare_model(model, device), meta["mode"], val_cache, tree, device, settings.precision,
+                          settings.batch_size, progress, settings.flip_tta)

@@ -5,6 +5,7 @@ PREPARED = Path("data/prepared")
 MODELS = Path("models")
 METRICS = Path("metrics")
 PLOTS = Path("plots")
+LIVE = Path("dvclive")
 
 
 def cache_file(split: str) -> Path:
@@ -19,8 +20,8 @@ def resume_file(variant: str) -> Path:
     return MODELS / ".resume" / f"{variant}.pt"   # git-ignored, never a DVC output
 
 
-def history_file(variant: str) -> Path:
-    return PLOTS / "history" / f"{variant}.csv"
+def live_dir(variant: str) -> Path:
+    return LIVE / variant                          # dvclive's per-epoch metrics of the train stage
 
 
 def metrics_file(variant: str) -> Path:
@@ -32,4 +33,5 @@ def details_file(variant: str) -> Path:
 
 
 FIGURES = PLOTS / "figures"
+CURVES = PLOTS / "curves"          # every variant's per-epoch curves in one long table, for overlays
 IOU_TABLE = PLOTS / "iou_per_class.csv"

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from segmentation_models_pytorch.losses import DiceLoss, FocalLoss, LovaszLoss
 
+from .errors import UserError
 from .hierarchy import level_targets, split_levels, tree_min_loss
 from .tree import IGNORE, ClassTree
 
@@ -56,6 +57,9 @@ def make_loss(tree: ClassTree, mode: str, loss_weights: dict, class_weighting: s
     flat: ``loss_weights`` terms on the leaf logits. tree: the same terms on every
     level's logits, summed over levels, plus ``tree_weight`` x the tree-min loss.
     Class weights come from the train split's leaf pixel counts, summed into each level."""
+    if class_weighting != "none" and leaf_pixels is None:
+        raise UserError(f"train.class_weights = {class_weighting!r} needs the train split's pixel counts, which "
+                        f"this cache lacks: rerun prepare (`dvc repro -f prepare`)")
     if mode == "flat":
         return SegLoss(loss_weights, class_weights(leaf_pixels, class_weighting) if leaf_pixels is not None else None)
     per_level = []

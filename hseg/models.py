@@ -19,7 +19,6 @@ from safetensors.torch import load_file
 
 from .errors import UserError
 
-ARCHITECTURES = {"unet": smp.Unet, "deeplabv3plus": smp.DeepLabV3Plus}
 HUB_FILES = ("config.json", "model.safetensors")
 # the normalisation the ImageNet encoders were trained with; used for every variant
 MEAN = (0.485, 0.456, 0.406)
@@ -79,9 +78,9 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 def build_model(arch: str, encoder: str, weights: str, num_classes: int) -> torch.nn.Module:
     """An smp model; ``weights='imagenet'`` loads the encoder from the local HF cache."""
-    if arch not in ARCHITECTURES:
-        raise UserError(f"arch = {arch!r}: allowed values are {', '.join(ARCHITECTURES)}")
-    model = ARCHITECTURES[arch](encoder_name=encoder, encoder_weights=None, classes=num_classes)
+    if arch not in smp.MODEL_ARCHITECTURES_MAPPING:
+        raise UserError(f"arch = {arch!r}: allowed values are {', '.join(smp.MODEL_ARCHITECTURES_MAPPING)}")
+    model = smp.create_model(arch, encoder_name=encoder, encoder_weights=None, classes=num_classes)
     if weights == "imagenet":
         state = load_file(imagenet_weights_file(encoder), device="cpu")
         model.encoder.load_state_dict(state)

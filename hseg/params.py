@@ -12,8 +12,6 @@ import yaml
 
 from .errors import UserError
 
-ARCHS = ("unet", "deeplabv3plus")
-ENCODERS = ("resnet34", "resnet50")
 WEIGHTS = ("scratch", "imagenet")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 LOSSES = ("flat", "tree")
@@ -69,43 +67,71 @@ def check_size(name: str, size) -> int:
     return size
 
 
-def data_paths(params: dict) -> dict:
+@dataclass(frozen=True)
+class DataPaths:
+    root: Path
+    train_ids: Path
+    val_ids: Path
+    classes_file: Path
+
+
+def data_paths(params: dict) -> DataPaths:
     """The dataset root and its split/class files, checked to exist."""
     data = section(params, "data")
     root = Path(data.get("root", ""))
     if not root.is_dir():
         raise UserError(f"data.root = '{root}': no such folder; run `dvc pull data/pascal-part.dvc` "
                         f"or point data.root at a Pascal-Part copy")
-    paths = {"root": root}
+    paths = {}
     for key in ("train_ids", "val_ids", "classes_file"):
         p = root / str(data.get(key, ""))
         if not p.is_file():
             raise UserError(f"data.{key} = '{data.get(key)}': {p} does not exist")
         paths[key] = p
-    return paths
+    return DataPaths(root=root, **paths)
+
+
+def smp_archs() -> tuple[str, ...]:
+    """Every architecture segmentation-models-pytorch provides (its own registry)."""
+    import segmentation_models_pytorch as smp
+    return tuple(smp.MODEL_ARCHITECTURES_MAPPING)
+
+
+def smp_encoders() -> tuple[str, ...]:
+    """Every encoder segmentation-models-pytorch provides (its own registry)."""
+    import segmentation_models_pytorch as smp
+    return tuple(smp.encoders.encoders)
+
+
+def _check_name(name: str, value, allowed: tuple[str, ...]):
+    if value not in allowed:
+        shown = ", ".join(allowed) if len(allowed) <= 12 else ", ".join(allowed[:8]) + f", ... ({len(allowed)} in all)"
+        raise UserError(f"{name} = {value!r}: not provided by segmentation-models-pytorch; allowed values are {shown}")
+    return value
 
 
 def study_variants(params: dict) -> list[str]:
     """The variant names of the train matrix, as DVC names them (arch-encoder-weights)."""
     study = section(params, "study")
     axes = []
-    for key, allowed in (("archs", ARCHS), ("encoders", ENCODERS), ("weights", WEIGHTS)):
+    for key, allowed in (("archs", smp_archs()), ("encoders", smp_encoders()), ("weights", WEIGHTS)):
         values = study.get(key)
         if not isinstance(values, list) or not values:
-            raise UserError(f"study.{key} = {values!r}: must be a non-empty list of {', '.join(allowed)}")
+            raise UserError(f"study.{key} = {values!r}: must be a non-empty list, e.g. {list(allowed[:2])}")
         for v in values:
-            _choice(f"study.{key}", v, allowed)
+            _check_name(f"study.{key}", v, allowed) if key != "weights" else _choice(f"study.{key}", v, allowed)
         axes.append(values)
     return [f"{a}-{e}-{w}" for a in axes[0] for e in axes[1] for w in axes[2]]
 
 
 def parse_variant(name: str) -> tuple[str, str, str]:
+    """<arch>-<encoder>-<weights>; the encoder may itself contain '-' (e.g. timm-efficientnet-b0)."""
     parts = name.split("-")
-    if len(parts) != 3:
+    if len(parts) < 3:
         raise UserError(f"variant '{name}': expected <arch>-<encoder>-<weights>, e.g. unet-resnet34-scratch")
-    arch, encoder, weights = parts
-    _choice(f"variant '{name}' arch", arch, ARCHS)
-    _choice(f"variant '{name}' encoder", encoder, ENCODERS)
+    arch, encoder, weights = parts[0], "-".join(parts[1:-1]), parts[-1]
+    _check_name(f"variant '{name}' arch", arch, smp_archs())
+    _check_name(f"variant '{name}' encoder", encoder, smp_encoders())
     _choice(f"variant '{name}' weights", weights, WEIGHTS)
     return arch, encoder, weights
 
@@ -262,22 +288,44 @@ def train_config(params: dict, variant: str) -> TrainConfig:
     )
 
 
-def evaluate_settings(params: dict) -> dict:
+@dataclass(frozen=True)
+class EvaluateSettings:
+    batch_size: int
+    precision: str
+    device: str
+    flip_tta: bool
+
+
+@dataclass(frozen=True)
+class PlotSettings:
+    dpi: int
+    grid_images: int
+    worst_cases: int
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    size: int
+    workers: int
+
+
+def evaluate_settings(params: dict) -> EvaluateSettings:
     ev = section(params, "evaluate")
-    return {"batch_size": _positive("evaluate.batch_size", ev.get("batch_size", 16), int),
-            "precision": _choice("evaluate.precision", ev.get("precision", "auto"), PRECISIONS),
-            "device": _choice("evaluate.device", ev.get("device", "auto"), ("auto", "cpu", "cuda")),
-            "flip_tta": _boolean("evaluate.flip_tta", ev.get("flip_tta", False))}
+    return EvaluateSettings(
+        batch_size=_positive("evaluate.batch_size", ev.get("batch_size", 16), int),
+        precision=_choice("evaluate.precision", ev.get("precision", "auto"), PRECISIONS),
+        device=_choice("evaluate.device", ev.get("device", "auto"), ("auto", "cpu", "cuda")),
+        flip_tta=_boolean("evaluate.flip_tta", ev.get("flip_tta", False)))
 
 
-def plot_settings(params: dict) -> dict:
+def plot_settings(params: dict) -> PlotSettings:
     plot = section(params, "plot")
-    return {"dpi": _positive("plot.dpi", plot.get("dpi", 100), int),
-            "grid_images": _non_negative("plot.grid_images", plot.get("grid_images", 4), int),
-            "worst_cases": _non_negative("plot.worst_cases", plot.get("worst_cases", 4), int)}
+    return PlotSettings(dpi=_positive("plot.dpi", plot.get("dpi", 100), int),
+                        grid_images=_non_negative("plot.grid_images", plot.get("grid_images", 4), int),
+                        worst_cases=_non_negative("plot.worst_cases", plot.get("worst_cases", 4), int))
 
 
-def prepare_settings(params: dict) -> dict:
+def prepare_settings(params: dict) -> PrepareSettings:
     prep = section(params, "prepare")
-    return {"size": check_size("prepare.size", prep.get("size")),
-            "workers": _non_negative("prepare.workers", prep.get("workers", 0), int, " (0 = all cores)")}
+    return PrepareSettings(size=check_size("prepare.size", prep.get("size")),
+                           workers=_non_negative("prepare.workers", prep.get("workers", 0), int, " (0 = all cores)"))

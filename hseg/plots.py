@@ -8,15 +8,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
+from .colours import colorize, level_palette  # noqa: E402
 from .metrics import iou_per_class  # noqa: E402
 from .tree import ClassTree  # noqa: E402
 
-LEVEL_TITLES = ("level 0", "level 1", "level 2")
-PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], np.uint8)
 
 
 def save(fig, path: Path, dpi: int) -> None:
@@ -25,25 +24,38 @@ def save(fig, path: Path, dpi: int) -> None:
     plt.close(fig)
 
 
-def colorize(labels: np.ndarray) -> np.ndarray:
-    return PALETTE[labels % len(PALETTE)]
-
-
 def training_curves(history: dict, variant: str):
-    """history: column -> list. Loss on the left, val mIoU per level on the right."""
+    """history: column -> list (NaN where an epoch was not validated). Loss on the left,
+    val mIoU of every level in the history on the right."""
     fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(10, 3.6))
-    ax_loss.plot(history["epoch"], history["train_loss"], marker="o", label="train")
-    ax_loss.plot(history["epoch"], history["val_loss"], marker="o", label="val")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title=f"{variant}: loss")
+
+    def curve(ax, col, label):
+        x, y = np.asarray(history["epoch"], float), np.asarray(history[col], float)
+        ax.plot(x[np.isfinite(y)], y[np.isfinite(y)], marker="o", label=label)
+
+    curve(ax_loss, "train_loss", "train")
+    curve(ax_loss, "val_loss", "val")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title=f"{variant}: loss")
     ax_loss.legend()
-    for k in range(3):
-        col = f"val_miou{k}"
-        if col in history:
-            ax_iou.plot(history["epoch"], history[col], marker="o", label=f"mIoU^{k}")
+    k = 0
+    while f"val_miou{k}" in history:
+        curve(ax_iou, f"val_miou{k}", f"mIoU^{k}")
+        k += 1
     ax_iou.set(xlabel="epoch", ylabel="val mIoU (train resolution)", title=f"{variant}: val mIoU", ylim=(0, 1))
     ax_iou.legend()
     fig.tight_layout()
     return fig
+
+
+def curve_tables(histories: dict, deepest: int):
+    """(per-epoch training table, per-validation table): every variant's history in one long
+    table with a ``variant`` column, so one DVC plot overlays however many variants the study
+    has. ``val_miou_leaf`` is the deepest level's mIoU, whatever the depth of the tree."""
+    frames = [h.assign(variant=v) for v, h in histories.items()]
+    allrows = pd.concat(frames, ignore_index=True)
+    train = allrows[["variant", "epoch", "lr", "train_loss"]]
+    val = allrows.dropna(subset=["val_loss"]).assign(val_miou_leaf=lambda d: d[f"val_miou{deepest}"])
+    return train, val[["variant", "epoch", "val_loss"] + [c for c in val.columns if c.startswith("val_miou")]]
 
 
 def miou_bars(scores: dict, tree: ClassTree):
@@ -66,7 +78,8 @@ def miou_bars(scores: dict, tree: ClassTree):
 
 
 def _legend(tree: ClassTree, level: int):
-    return [Patch(color=PALETTE[i] / 255, label=name) for i, name in enumerate(tree.levels[level].names)]
+    palette = level_palette(tree, level)
+    return [Patch(color=palette[i] / 255, label=name) for i, name in enumerate(tree.levels[level].names)]
 
 
 def prediction_grid(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, tree: ClassTree, title: str,
@@ -80,8 +93,8 @@ def prediction_grid(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, tre
         axes[r, 0].imshow(images[r].transpose(1, 2, 0))
         axes[r, 0].set_ylabel(row_labels[r], fontsize=7)
         for k, level in enumerate(tree.levels):
-            axes[r, 1 + 2 * k].imshow(colorize(level.leaf_to_level[truth[r]]), interpolation="nearest")
-            axes[r, 2 + 2 * k].imshow(colorize(level.leaf_to_level[pred[r]]), interpolation="nearest")
+            axes[r, 1 + 2 * k].imshow(colorize(level.leaf_to_level[truth[r]], tree, k), interpolation="nearest")
+            axes[r, 2 + 2 * k].imshow(colorize(level.leaf_to_level[pred[r]], tree, k), interpolation="nearest")
     axes[0, 0].set_title("image", fontsize=9)
     for k in range(n_levels):
         axes[0, 1 + 2 * k].set_title(f"truth L{k}", fontsize=9)

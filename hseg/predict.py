@@ -1,96 +1,160 @@
 """Run a trained variant on your own photos.
 
-For every image writes, at the image's original size:
-  <out>/<name>.png              single-channel leaf class ids (0..N-1, like the dataset masks)
-  <out>/<name>_level<k>.png     a colour overlay per hierarchy level, with a legend
+For every photo writes, at the size it is seen in a viewer (EXIF orientation applied):
+  <out>/<path>.png              the leaf map: class ids 0..N-1 like the dataset masks (--format label),
+                                or the leaf classes in their colours (--format colour)
+  <out>/<path>_level<k>.png     a colour overlay per hierarchy level, with a legend (not with --leaf-only)
+
+<path> mirrors where the photo sits below the folder given (a/img.jpg -> <out>/a/img.png), so photos
+with the same name in different folders never overwrite each other; inputs are never overwritten.
+Photos are streamed in batches (read, predict, write, drop), so memory stays flat for any number.
 
     python -m hseg predict --variant unet-resnet34-scratch photos/ -o predictions/
-    python -m hseg predict --weights models/x.pt a.jpg b.png
+    python -m hseg predict --weights models/x.pt a.jpg b.png --leaf-only --format colour
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+from tqdm import tqdm
 
 from . import layout
+from .colours import level_palette
 from .dataset import load_image
 from .errors import UserError
+from .hierarchy import leaf_scores
 from .models import load_checkpoint
-from .plots import PALETTE
 from .prepare import resize_image
-from .runtime import pick_device, predict_batches, prepare_model
+from .runtime import pick_device, predict_logits, prepare_model, upsample_argmax
 from .tree import ClassTree, build_tree
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+FORMATS = ("label", "colour")
+STEPS = ("decode", "model", "upsample", "write")
 
 
-def collect_images(inputs: list[Path]) -> list[Path]:
-    files = []
+def collect_images(inputs: list[Path]) -> list[tuple[Path, Path]]:
+    """(photo, its output path relative to the output folder, without suffix) for every input.
+
+    One folder: paths below it. Several inputs: each folder's own name first. A file: its name."""
+    pairs = []
     for p in inputs:
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            base = p if len(inputs) == 1 else p.parent
+            pairs += [(f, f.relative_to(base).with_suffix("")) for f in sorted(p.rglob("*"))
+                      if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
         elif p.is_file():
-            files.append(p)
+            pairs.append((p, Path(p.stem)))
         else:
             raise UserError(f"{p}: no such file or folder")
-    if not files:
+    if not pairs:
         raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {', '.join(map(str, inputs))}")
-    return files
+    return pairs
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, names: tuple[str, ...], alpha: float = 0.55) -> Image.Image:
-    """The photo blended with the level's colours, and a legend strip underneath."""
-    colours = PALETTE[labels % len(PALETTE)]
-    blended = np.where(labels[..., None] > 0, (1 - alpha) * image + alpha * colours, image).astype(np.uint8)
-    h, w = labels.shape
+def output_paths(pairs: list[tuple[Path, Path]], out_dir: Path, levels: int, overlays: bool) -> list[list[Path]]:
+    """Every file each photo will write; raises before any work if two photos would write the
+    same file or a file would overwrite an input."""
+    inputs = {f.resolve() for f, _ in pairs}
+    owner: dict[Path, Path] = {}
+    result = []
+    for photo, rel in pairs:
+        paths = [out_dir / rel.with_name(rel.name + ".png")]
+        if overlays:
+            paths += [out_dir / rel.with_name(f"{rel.name}_level{k}.png") for k in range(levels)]
+        for path in paths:
+            key = path.resolve()
+            if key in inputs:
+                raise UserError(f"{path} would overwrite the input photo {path}: choose another -o folder")
+            if key in owner:
+                raise UserError(f"{owner[key]} and {photo} would both write {path}: rename one or predict "
+                                f"them into different -o folders")
+            owner[key] = photo
+        result.append(paths)
+    return result
+
+
+def overlay(image: Image.Image, labels: np.ndarray, names: tuple[str, ...], palette: np.ndarray,
+            alpha: float = 0.55) -> Image.Image:
+    """The photo blended with the level's colours (``palette[label]``) where the label is not
+    background, and a legend strip underneath. PIL's C code does the blending, so a 12-megapixel
+    photo needs no float copies."""
+    colours = Image.fromarray(palette[labels])
+    blended = Image.composite(Image.blend(image, colours, alpha), image, Image.fromarray((labels > 0).astype(np.uint8) * 255))
+    w, h = image.size
     row, box = 16, 12
     per_row = max(1, w // 110)
     legend_h = row * ((len(names) + per_row - 1) // per_row) + 4
     canvas = Image.new("RGB", (w, h + legend_h), "white")
-    canvas.paste(Image.fromarray(blended), (0, 0))
+    canvas.paste(blended, (0, 0))
     draw = ImageDraw.Draw(canvas)
     for i, name in enumerate(names):
         x, y = 4 + (i % per_row) * 110, h + 3 + (i // per_row) * row
-        draw.rectangle([x, y, x + box, y + box], fill=tuple(int(c) for c in PALETTE[i % len(PALETTE)]),
-                       outline="black")
+        draw.rectangle([x, y, x + box, y + box], fill=tuple(int(c) for c in palette[i]), outline="black")
         draw.text((x + box + 4, y), name, fill="black")
     return canvas
 
 
-def predict_files(files: list[Path], weights: Path, out_dir: Path, *, batch_size: int = 16, precision: str = "auto",
-                  device: str = "auto", progress: bool = True) -> list[str]:
-    """Write predictions for ``files``; returns the unreadable ones (skipped, with a reason)."""
+def _write(image: np.ndarray, leaf: np.ndarray, paths: list[Path], tree: ClassTree, fmt: str) -> None:
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    deepest = len(tree.levels) - 1
+    leaf_map = leaf if fmt == "label" else level_palette(tree, deepest)[tree.levels[deepest].leaf_to_level[leaf]]
+    Image.fromarray(leaf_map).save(paths[0], compress_level=1)
+    photo = Image.fromarray(image) if len(paths) > 1 else None
+    for k, path in enumerate(paths[1:]):
+        level = tree.levels[k]
+        overlay(photo, level.leaf_to_level[leaf], level.names, level_palette(tree, k)).save(path, compress_level=1)
+
+
+def predict_files(pairs: list[tuple[Path, Path]], weights: Path, out_dir: Path, *, batch_size: int = 4,
+                  precision: str = "auto", device: str = "auto", fmt: str = "label", overlays: bool = True,
+                  progress: bool = True, timings: dict | None = None) -> list[str]:
+    """Write predictions for ``pairs`` (from collect_images); returns the unreadable photos (skipped,
+    with a warning). ``timings``, if given, receives the seconds spent in each of STEPS."""
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r}: allowed values are {', '.join(FORMATS)}")
     dev = pick_device(device)
     model, meta = load_checkpoint(weights)
     model = prepare_model(model, dev)
     tree: ClassTree = build_tree(meta["tree"], meta["background"], meta["leaf_names"])
-    size = meta["size"]
-    skipped, good, images = [], [], []
-    for f in files:
-        try:
-            images.append(load_image(f))
-            good.append(f)
-        except UserError as exc:
-            print(f"warning: skipping {exc}", file=sys.stderr)
-            skipped.append(str(f))
-    if not good:
-        return skipped
-    small = torch.from_numpy(np.stack([resize_image(im, size) for im in images]))
-    sizes = [im.shape[:2] for im in images]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for lo, _, _, leaf_maps in predict_batches(model, meta["mode"], tree, small, sizes, dev, precision,
-                                               batch_size, progress, "predict"):
-        for k, leaf in enumerate(leaf_maps, start=lo):
-            leaf = leaf.numpy().astype(np.uint8)
-            stem = good[k].stem
-            Image.fromarray(leaf, mode="L").save(out_dir / f"{stem}.png")
-            for lvl, level in enumerate(tree.levels):
-                overlay(images[k], level.leaf_to_level[leaf], level.names).save(out_dir / f"{stem}_level{lvl}.png")
+    outputs = output_paths(pairs, out_dir, len(tree.levels), overlays)
+    clock = timings if timings is not None else {}
+    for step in STEPS:
+        clock.setdefault(step, 0.0)
+    skipped = []
+    bar = tqdm(total=len(pairs), desc="predict", unit="photo", disable=not progress)
+    for lo in range(0, len(pairs), batch_size):
+        start = time.perf_counter()
+        batch = []  # (photo as seen in a viewer, its output paths); dropped after the batch is written
+        for (photo, _), paths in zip(pairs[lo:lo + batch_size], outputs[lo:lo + batch_size]):
+            try:
+                batch.append((load_image(photo, apply_orientation=True), paths))
+            except UserError as exc:
+                print(f"warning: skipping {exc}", file=sys.stderr)
+                skipped.append(str(photo))
+        small = [resize_image(image, meta["size"]) for image, _ in batch]
+        clock["decode"] += time.perf_counter() - start
+        if not batch:
+            bar.update(len(pairs[lo:lo + batch_size]))
+            continue
+        start = time.perf_counter()
+        scores = leaf_scores(predict_logits(model, torch.from_numpy(np.stack(small)), dev, precision), tree, meta["mode"])
+        clock["model"] += time.perf_counter() - start
+        for (image, paths), score in zip(batch, scores):
+            start = time.perf_counter()
+            leaf = upsample_argmax(score, image.shape[:2]).cpu().numpy().astype(np.uint8)
+            clock["upsample"] += time.perf_counter() - start
+            start = time.perf_counter()
+            _write(image, leaf, paths, tree, fmt)
+            clock["write"] += time.perf_counter() - start
+        bar.update(len(pairs[lo:lo + batch_size]))
+    bar.close()
     return skipped
 
 
@@ -102,18 +166,31 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--weights", type=Path, help="a weights file written by the train stage")
     parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders (searched recursively)")
     parser.add_argument("-o", "--out", type=Path, default=Path("predictions"), help="output folder")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                        help="auto: bf16 where the device has native bf16, else fp32")
+    parser.add_argument("--format", choices=FORMATS, default="label",
+                        help="leaf map as class ids (label, default) or as colours (colour)")
+    parser.add_argument("--leaf-only", action="store_true", help="write only the leaf map, no overlays")
+    parser.add_argument("--batch-size", type=int, default=4, help="photos decoded and predicted at once")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+                        help="auto: bf16 where the device has native bf16, else fp32 (fp16 on older GPUs)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--timings", action="store_true", help="print where the time went per photo")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
 
 def run(args) -> int:
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size}: must be at least 1")
     weights = args.weights or layout.weights_file(args.variant)
-    skipped = predict_files(collect_images(args.inputs), weights, args.out, batch_size=args.batch_size,
-                            precision=args.precision, device=args.device, progress=not args.no_progress)
+    pairs = collect_images(args.inputs)
+    clock: dict = {}
+    skipped = predict_files(pairs, weights, args.out, batch_size=args.batch_size, precision=args.precision,
+                            device=args.device, fmt=args.format, overlays=not args.leaf_only,
+                            progress=not args.no_progress, timings=clock)
+    if args.timings:
+        n = max(1, len(pairs) - len(skipped))
+        print("seconds per photo: " + ", ".join(f"{k} {v / n:.3f}" for k, v in clock.items())
+              + f", total {sum(clock.values()) / n:.3f}")
     if skipped:
         print(f"error: {len(skipped)} unreadable file(s) skipped:\n  " + "\n  ".join(skipped), file=sys.stderr)
         return 1

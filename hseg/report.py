@@ -11,17 +11,35 @@ from pathlib import Path
 from . import layout
 
 
+def levels(metrics: dict) -> list[int]:
+    """The levels a metrics file scores: 0..K for its keys miou0..miouK."""
+    k = 0
+    while f"miou{k}" in metrics:
+        k += 1
+    return list(range(k))
+
+
+def level_header(metrics: dict, k: int) -> str:
+    """'mIoU^k (its classes)', the classes named from the tree the metrics were scored with."""
+    names = list(metrics.get(f"iou{k}", {}))[1:]  # background is always class 0
+    shown = ", ".join(names) if len(names) <= 4 else ", ".join(names[:3]) + f", ... {len(names)} classes"
+    return f"mIoU^{k} ({shown})"
+
+
 def results_table(metrics_dir: Path = layout.METRICS) -> str:
-    rows = ["| variant | mIoU^0 (body) | mIoU^1 (upper/lower) | mIoU^2 (six parts) | pixel acc. (parts) |",
-            "| --- | --- | --- | --- | --- |"]
     files = sorted(metrics_dir.glob("*.json"))
-    for f in files:
-        m = json.loads(f.read_text())
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        rows.append(f"| {f.stem} | {fmt(m.get('miou0'))} | {fmt(m.get('miou1'))} | {fmt(m.get('miou2'))} "
-                    f"| {fmt(m.get('pixel_acc2'))} |")
     if not files:
         return f"no metrics in {metrics_dir}: run `dvc repro` first"
+    metrics = {f.stem: json.loads(f.read_text()) for f in files}
+    first = next(iter(metrics.values()))
+    ks = levels(first)
+    deepest = ks[-1]
+    rows = ["| variant | " + " | ".join(level_header(first, k) for k in ks) + f" | pixel acc. (level {deepest}) |",
+            "| --- " * (len(ks) + 2) + "|"]
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    for name, m in metrics.items():
+        rows.append(f"| {name} | " + " | ".join(fmt(m.get(f"miou{k}")) for k in ks)
+                    + f" | {fmt(m.get(f'pixel_acc{deepest}'))} |")
     return "\n".join(rows)
 
 

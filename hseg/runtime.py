@@ -77,8 +77,30 @@ def predict_logits(model, images_uint8: torch.Tensor, device, precision: str, fl
     return logits
 
 
-def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+def _bilinear_taps(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(index0, index1, weight1) of each output position, as F.interpolate(bilinear,
+    align_corners=False) computes them (float32 source coordinates, clamped at 0)."""
+    scale = torch.tensor(n_in / n_out, dtype=torch.float32)
+    src = ((torch.arange(n_out, dtype=torch.float32) + 0.5) * scale - 0.5).clamp(min=0)
+    i0 = src.long()
+    i1 = torch.where(i0 < n_in - 1, i0 + 1, i0)
+    return i0.to(device), i1.to(device), (src - i0).to(device)
+
+
+def upsample_argmax(scores: torch.Tensor, size: tuple[int, int], tile_rows: int = 256) -> torch.Tensor:
+    """argmax over classes of ``scores`` (C,h,w) bilinearly upsampled to ``size`` = (H, W), as
+    ``F.interpolate(..., align_corners=False).argmax(0)`` but in tiles of output rows, so a
+    12-megapixel photo never holds its C full-size float score maps (7 x 48 MB) at once."""
+    (c, h, w), (out_h, out_w) = scores.shape, size
+    x0, x1, wx = _bilinear_taps(w, out_w, scores.device)
+    across = scores[:, :, x0] * (1 - wx) + scores[:, :, x1] * wx        # (C, h, W): rows resized first
+    y0, y1, wy = _bilinear_taps(h, out_h, scores.device)
+    out = torch.empty(out_h, out_w, dtype=torch.long, device=scores.device)
+    for lo in range(0, out_h, tile_rows):
+        sl = slice(lo, lo + tile_rows)
+        a, b, t = across[:, y0[sl]], across[:, y1[sl]], wy[sl].view(1, -1, 1)
+        out[sl] = (a * (1 - t) + b * t).argmax(0)
+    return out
 
 
 def predict_batches(model, mode: str, tree: ClassTree, images_small: torch.Tensor, sizes: list, device,
@@ -93,5 +115,5 @@ def predict_batches(model, mode: str, tree: ClassTree, images_small: torch.Tenso
     for lo in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=not progress):
         outputs = predict_logits(model, images_small[lo:lo + batch_size], device, precision, flip_tta)
         scores = leaf_scores(outputs, tree, mode)
-        full = [upsample(scores[j:j + 1], tuple(sizes[lo + j]))[0].argmax(0).cpu() for j in range(len(scores))]
+        full = [upsample_argmax(scores[j], tuple(sizes[lo + j])).cpu() for j in range(len(scores))]
         yield lo, outputs, scores, full

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .atomic import save_torch, write_text
+from .atomic import save_torch
 from .augment import apply_augment, draw_augment
 from .errors import UserError
 from .hierarchy import leaf_scores, num_outputs
@@ -28,14 +28,11 @@ from .metrics import confusion_matrix, hierarchical_scores
 from .models import build_model
 from .params import TrainConfig
 from .runtime import autocast, model_input, pick_device, predict_logits, prepare_model, resolve_precision
+from .tracking import EpochLog
+from .versions import environment
 from .tree import ClassTree
 
 CODE_DIR = Path(__file__).resolve().parent
-
-
-def history_columns(tree: ClassTree) -> list[str]:
-    return (["epoch", "lr", "train_loss", "val_loss"] + [f"val_miou{k}" for k in range(len(tree.levels))]
-            + ["seconds"])
 
 
 def _digest(*arrays) -> str:
@@ -113,14 +110,6 @@ def validate(model, val_cache: dict, tree: ClassTree, loss_fn, mode: str, device
     return loss_sum.item() / n, {k: v for k, v in scores.items() if k.startswith("miou")}
 
 
-def _history_csv(rows: list[dict], columns: list[str]) -> str:
-    lines = [",".join(columns)]
-    for r in rows:
-        lines.append(",".join("" if r.get(c) is None else (f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]))
-                              for c in columns))
-    return "\n".join(lines) + "\n"
-
-
 def train_step(model, optimizer, scaler, loss_fn, images: torch.Tensor, masks: torch.Tensor, idx: torch.Tensor,
                cfg: TrainConfig, gen: torch.Generator, device, rank: int = 0, world: int = 1) -> float:
     """One optimisation step on the global batch ``images[idx]``; returns the global mean loss.
@@ -142,7 +131,7 @@ def train_step(model, optimizer, scaler, loss_fn, images: torch.Tensor, masks: t
         y = masks[pick].to(device, non_blocking=True)
         x, y = apply_augment(x, y, draws, rows)
         x = model_input(x)
-        sync = model.no_sync() if world > 1 and j < cfg.accumulate - 1 else contextlib.nullcontext()
+        sync = model.no_sync() if dist.is_initialized() and j < cfg.accumulate - 1 else contextlib.nullcontext()
         with sync:
             with autocast(device, cfg.precision):
                 loss = loss_fn(model(x), y) / cfg.accumulate
@@ -150,7 +139,7 @@ def train_step(model, optimizer, scaler, loss_fn, images: torch.Tensor, masks: t
                 return float("nan") if torch.isnan(loss) else loss.item()  # stop before any update
             scaler.scale(loss).backward()
         total += loss.detach()
-    if world > 1:
+    if dist.is_initialized():
         dist.all_reduce(total)
         total /= world
     if torch.isfinite(total):
@@ -159,19 +148,39 @@ def train_step(model, optimizer, scaler, loss_fn, images: torch.Tensor, masks: t
     return total.item()
 
 
+def train_epoch(model, optimizer, scheduler, scaler, loss_fn, images, masks, cfg: TrainConfig, gen, device,
+                rank: int, world: int, steps: int, bar, epoch: int) -> dict:
+    """One pass over a fresh shuffle of the training set; {"lr": the last step's rate, "train_loss"}."""
+    model.train()
+    order = torch.randperm(len(images), generator=gen)
+    loss_sum = 0.0
+    for step in range(steps):
+        lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
+        loss = train_step(model, optimizer, scaler, loss_fn, images, masks,
+                          order[step * cfg.batch_size:(step + 1) * cfg.batch_size], cfg, gen, device, rank, world)
+        if not math.isfinite(loss):
+            raise UserError(f"{cfg.variant}: loss became {loss} at epoch {epoch + 1}, batch {step + 1}; "
+                            f"lower train.lr (now {cfg.lr}) or use precision fp32. No model was written.")
+        scheduler.step()
+        loss_sum += loss
+        bar.update()
+        bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss:.3f}")
+    return {"lr": lr, "train_loss": loss_sum / steps}
+
+
 def _distributed(device_request: str):
-    """(rank, world size, device) from torchrun's environment; (0, 1, device) when not launched by it."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    """(rank, world size, device). Under torchrun (even with one process) the process group is
+    set up and training uses DistributedDataParallel; otherwise (0, 1, device)."""
     device = pick_device(device_request)
-    if world == 1:
+    if "LOCAL_RANK" not in os.environ:  # not launched by torchrun
         return 0, 1, device
     if device.type == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
+        local = int(os.environ["LOCAL_RANK"])
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), world, device
+    return dist.get_rank(), dist.get_world_size(), device
 
 
 def _build(cfg: TrainConfig, tree: ClassTree, device, world: int):
@@ -179,7 +188,7 @@ def _build(cfg: TrainConfig, tree: ClassTree, device, world: int):
     torch.manual_seed(cfg.seed)
     net = prepare_model(build_model(cfg.arch, cfg.encoder, cfg.weights, num_outputs(tree, cfg.loss)), device)
     model = net
-    if world > 1:
+    if dist.is_initialized():
         if device.type == "cuda":  # batch statistics over the global batch, as in one process (GPU-only in torch)
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -227,26 +236,30 @@ def _on_device(cache: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def train_variant(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict, *,
-                  weights_out: Path, history_out: Path, resume_path: Path, progress: bool = True) -> dict:
-    """Train one variant; write its weights and per-epoch history. Returns the last history row.
+                  weights_out: Path, live_dir: Path, resume_path: Path, progress: bool = True) -> dict:
+    """Train one variant; write its weights and log each epoch with dvclive to ``live_dir``.
+    Returns the last epoch's row.
 
     Under torchrun (WORLD_SIZE > 1) every process trains on its slice of each
     global batch with DistributedDataParallel; process 0 validates and writes."""
     rank, world, device = _distributed(cfg.device)
     try:
         return _train(cfg, tree, train_cache, val_cache, rank, world, device, weights_out=weights_out,
-                      history_out=history_out, resume_path=resume_path, progress=progress)
+                      live_dir=live_dir, resume_path=resume_path, progress=progress)
     finally:
-        if world > 1 and dist.is_initialized():
+        if dist.is_initialized():
             dist.destroy_process_group()
 
 
 def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict, rank: int, world: int, device, *,
-           weights_out: Path, history_out: Path, resume_path: Path, progress: bool) -> dict:
+           weights_out: Path, live_dir: Path, resume_path: Path, progress: bool) -> dict:
     # a concrete precision, so the resume fingerprint and the weights' metadata say what was run
     cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
     n = len(train_cache["ids"])
     steps = check_batching(cfg, world, n)
+    if cfg.crop > train_cache["size"]:
+        raise UserError(f"train.crop = {cfg.crop} is larger than the cached images ({train_cache['size']} px, "
+                        f"prepare.size): use a crop of at most {train_cache['size']}, or 0 for whole images")
     net, model = _build(cfg, tree, device, world)
     optimizer = make_optimizer(cfg, net)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LrFactor(cfg, steps))
@@ -259,32 +272,22 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
     lead = rank == 0
     if lead and progress:
         print(f"{cfg.variant}: training on {device} with {world} process(es), precision {cfg.precision}")
-        if start_epoch:
-            print(f"resuming {cfg.variant} after epoch {start_epoch} from {resume_path}")
+    if lead and start_epoch:
+        print(f"resuming {cfg.variant} after epoch {start_epoch} from {resume_path}")
 
     images, masks = _on_device(train_cache, device)
     val = dict(val_cache, **dict(zip(("images", "masks"), _on_device(val_cache, device)))) if lead else None
-    columns = history_columns(tree)
+    log = EpochLog(live_dir, history) if lead else None
     bar = tqdm(total=cfg.epochs * steps, initial=start_epoch * steps, desc=cfg.variant, unit="batch",
                disable=not (progress and lead), dynamic_ncols=True)
     for epoch in range(start_epoch, cfg.epochs):
-        model.train()
         t0 = time.perf_counter()
-        order = torch.randperm(n, generator=gen)
-        loss_sum = 0.0
-        for step in range(steps):
-            lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
-            loss = train_step(model, optimizer, scaler, loss_fn, images, masks,
-                              order[step * cfg.batch_size:(step + 1) * cfg.batch_size], cfg, gen, device, rank, world)
-            if not math.isfinite(loss):
-                bar.close()
-                raise UserError(f"{cfg.variant}: loss became {loss} at epoch {epoch + 1}, batch {step + 1}; "
-                                f"lower train.lr (now {cfg.lr}) or use precision fp32. No model was written.")
-            scheduler.step()
-            loss_sum += loss
-            bar.update()
-            bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss:.3f}")
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / steps}
+        try:
+            row = {"epoch": epoch + 1, **train_epoch(model, optimizer, scheduler, scaler, loss_fn, images, masks,
+                                                     cfg, gen, device, rank, world, steps, bar, epoch)}
+        except UserError:
+            bar.close()
+            raise
         if lead and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
             val_loss, scores = validate(net, val, tree, loss_fn, cfg.loss, device, cfg.precision, cfg.batch_size)
             row.update(val_loss=val_loss, **{f"val_{k}": v for k, v in scores.items()})
@@ -294,15 +297,15 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
         if lead:
-            write_text(history_out, _history_csv(history, columns))
+            log.log(row)
             checkpoint.save(epoch + 1, net, optimizer, scheduler, scaler, gen, history)
-        if world > 1:
+        if dist.is_initialized():
             dist.barrier()
     bar.close()
     if not lead:
         return {}
     _save_weights(weights_out, net, cfg, tree, train_cache["size"])
-    write_text(history_out, _history_csv(history, columns))
+    log.close()
     resume_path.unlink(missing_ok=True)
     return history[-1]
 
@@ -311,6 +314,6 @@ def _save_weights(path: Path, net, cfg: TrainConfig, tree: ClassTree, size: int)
     meta = {"variant": cfg.variant, "arch": cfg.arch, "encoder": cfg.encoder, "weights": cfg.weights,
             "num_classes": num_outputs(tree, cfg.loss), "mode": cfg.loss, "size": size,
             "leaf_names": list(tree.leaf_names), "tree": tree.spec, "background": tree.background,
-            "epochs": cfg.epochs, "precision": cfg.precision}
+            "epochs": cfg.epochs, "precision": cfg.precision, "versions": environment()}
     # SyncBatchNorm keeps BatchNorm2d's parameter names, so these load into a plain model
     save_torch({"meta": meta, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}, path)

@@ -5,7 +5,7 @@ import numpy as np
 from hseg import layout
 from hseg.atomic import atomic_path, write_json
 from hseg.config import class_tree
-from hseg.errors import run_cli, stage_parser
+from hseg.cli import run_cli, stage_parser
 from hseg.evaluate import evaluate_weights
 from hseg.params import evaluate_settings, load_params, parse_variant
 from hseg.prepare import load_cache
@@ -23,8 +23,9 @@ def main(args):
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **details)
     write_json(layout.metrics_file(args.variant), scores)
-    print(f"{args.variant}: mIoU^0 {scores['miou0']:.4f}  mIoU^1 {scores['miou1']:.4f}  "
-          f"mIoU^2 {scores['miou2']:.4f}  -> {layout.metrics_file(args.variant)}")
+    shown = "  ".join(f"mIoU^{k} {scores[f'miou{k}']:.4f}" for k in range(len(tree.levels))
+                      if scores[f"miou{k}"] is not None)
+    print(f"{args.variant}: {shown}  -> {layout.metrics_file(args.variant)}")
 
 
 if __name__ == "__main__":

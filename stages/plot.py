@@ -1,4 +1,5 @@
-"""Stage plot: figures under plots/figures and the per-class IoU table plots/iou_per_class.csv."""
+"""Stage plot: figures under plots/figures, the per-class IoU table plots/iou_per_class.csv and
+every variant's curves in plots/curves/{train,val}.csv (overlaid by dvc plots)."""
 import json
 
 import numpy as np
@@ -7,15 +8,17 @@ import pandas as pd
 from hseg import layout, plots
 from hseg.atomic import atomic_path
 from hseg.config import class_tree
-from hseg.errors import UserError, run_cli, stage_parser
+from hseg.cli import run_cli, stage_parser
+from hseg.errors import UserError
 from hseg.params import load_params, plot_settings, study_variants
 from hseg.prepare import load_cache
+from hseg.tracking import read_history
 
 
 def main(args):
     params = load_params(args.params)
     settings = plot_settings(params)
-    dpi = settings["dpi"]
+    dpi = settings.dpi
     variants = [v for v in study_variants(params) if layout.metrics_file(v).is_file()]
     if not variants:
         raise UserError("no metrics found under metrics/: run the train and evaluate stages first (`dvc repro`)")
@@ -38,14 +41,17 @@ def main(args):
         pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.4f")
     plots.save(plots.iou_heatmap(table, "IoU per class, level and variant (val)"), out / "iou_per_class.png", dpi)
 
-    n_grid = min(settings["grid_images"], len(val["ids"]))
-    n_worst = min(settings["worst_cases"], len(val["ids"]))
+    n_grid = min(settings.grid_images, len(val["ids"]))
+    n_worst = min(settings.worst_cases, len(val["ids"]))
     grid_idx = np.linspace(0, len(val["ids"]) - 1, n_grid).astype(int)
     images, masks, ids = val["images"].numpy(), val["masks"].numpy(), val["ids"]
     deepest = len(tree.levels) - 1
+    histories = {v: read_history(layout.live_dir(v)) for v in variants}
+    for name, table in zip(("train", "val"), plots.curve_tables(histories, deepest)):
+        with atomic_path(layout.CURVES / f"{name}.csv") as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6g")
     for v in variants:
-        history = pd.read_csv(layout.history_file(v)).to_dict("list")
-        plots.save(plots.training_curves(history, v), out / f"curves_{v}.png", dpi)
+        plots.save(plots.training_curves(histories[v].to_dict("list"), v), out / f"curves_{v}.png", dpi)
         details = np.load(layout.details_file(v))
         pred = details["pred"]
         plots.save(plots.prediction_grid(images[grid_idx], masks[grid_idx], pred[grid_idx], tree,

@@ -5,25 +5,26 @@ from hseg import layout
 from hseg.atomic import write_json
 from hseg.config import class_tree
 from hseg.dataset import check_splits, read_classes, read_ids
-from hseg.errors import run_cli, stage_parser
+from hseg.cli import run_cli, stage_parser
 from hseg.params import data_paths, load_params, prepare_settings
 from hseg.prepare import build_cache, save_cache
+from hseg.versions import environment
 
 
 def main(args):
     params = load_params(args.params)
     settings = prepare_settings(params)
-    size, workers = settings["size"], settings["workers"]
+    size, workers = settings.size, settings.workers
     paths = data_paths(params)
-    leaf_names = read_classes(paths["classes_file"])
+    leaf_names = read_classes(paths.classes_file)
     class_tree(params, leaf_names)  # fail now, not after decoding, if the tree does not fit classes.txt
-    train_ids, val_ids = read_ids(paths["train_ids"]), read_ids(paths["val_ids"])
-    check_splits(train_ids, val_ids, paths["train_ids"], paths["val_ids"])
+    train_ids, val_ids = read_ids(paths.train_ids), read_ids(paths.val_ids)
+    check_splits(train_ids, val_ids, paths.train_ids, paths.val_ids)
 
     start = time.perf_counter()
     # decode and validate both splits before writing anything
     caches = {
-        split: build_cache(paths["root"], ids, len(leaf_names), size, keep_full_masks=(split == "val"),
+        split: build_cache(paths.root, ids, len(leaf_names), size, keep_full_masks=(split == "val"),
                            workers=workers, desc=split)
         for split, ids in (("train", train_ids), ("val", val_ids))
     }
@@ -32,7 +33,7 @@ def main(args):
         save_cache(cache, layout.cache_file(split))
     write_json(layout.PREPARED / "summary.json", {
         "size": size, "train": len(train_ids), "val": len(val_ids), "classes": leaf_names,
-        "train_pixels": dict(zip(leaf_names, caches["train"]["pixel_counts"].tolist()))})
+        "train_pixels": dict(zip(leaf_names, caches["train"]["pixel_counts"].tolist())), "versions": environment()})
     print(f"prepared {len(train_ids)} train + {len(val_ids)} val images at {size}px "
           f"in {time.perf_counter() - start:.1f}s -> {layout.PREPARED}")
 

@@ -4,7 +4,7 @@ import sys
 
 from hseg import layout
 from hseg.config import class_tree
-from hseg.errors import run_cli, stage_parser
+from hseg.cli import run_cli, stage_parser
 from hseg.params import load_params, train_config
 from hseg.prepare import load_cache
 from hseg.train import train_variant
@@ -23,11 +23,12 @@ def main(args):
     train_cache, val_cache = load_cache(layout.cache_file("train")), load_cache(layout.cache_file("val"))
     tree = class_tree(params, train_cache["leaf_names"])
     last = train_variant(cfg, tree, train_cache, val_cache, weights_out=layout.weights_file(cfg.variant),
-                         history_out=layout.history_file(cfg.variant), resume_path=layout.resume_file(cfg.variant),
+                         live_dir=layout.live_dir(cfg.variant), resume_path=layout.resume_file(cfg.variant),
                          progress=not args.no_progress)
     if not last:  # not the lead process
         return
-    print(f"{cfg.variant}: done, last epoch val mIoU^2 {last['val_miou2']}; weights -> "
+    deepest = len(tree.levels) - 1
+    print(f"{cfg.variant}: done, last epoch val mIoU^{deepest} {last[f'val_miou{deepest}']}; weights -> "
           f"{layout.weights_file(cfg.variant)}")
 
 

@@ -72,6 +72,26 @@ def make_dataset(root: Path, n_train: int = 12, n_val: int = 6, seed: int = 0, n
     return root
 
 
+def prepared_workdir(work: Path, n_train: int, n_val: int, size: int, **train) -> Path:
+    """A folder laid out like the repository: the dataset under data/pascal-part, its caches at
+    ``size`` under data/prepared and the project's params.yaml with ``train`` overrides. Returns the
+    dataset root."""
+    import yaml
+
+    from hseg.dataset import read_classes, read_ids
+    from hseg.prepare import build_cache, save_cache
+    root = make_dataset(work / "data" / "pascal-part", n_train=n_train, n_val=n_val)
+    for split in ("train", "val"):
+        cache = build_cache(root, read_ids(root / f"{split}_id.txt"), len(CLASSES), size, keep_full_masks=True,
+                            workers=1)
+        cache["leaf_names"] = read_classes(root / "classes.txt")
+        save_cache(cache, work / "data" / "prepared" / f"{split}.pt")
+    params = yaml.safe_load((Path(__file__).resolve().parent.parent / "params.yaml").read_text())
+    params["train"].update(train)
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Write a synthetic Pascal-Part look-alike dataset.")
     parser.add_argument("root", type=Path)

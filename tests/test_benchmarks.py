@@ -12,7 +12,7 @@ from tests.synthetic import CLASSES
 
 def test_study_timing_trains_and_evaluates_each_variant(tmp_path, params):
     params["prepare"]["size"] = 32
-    params["train"]["batch_size"] = 4
+    params["train"].update(batch_size=4, crop=0)
     params["evaluate"]["batch_size"] = 4
     params["study"].update(archs=["unet", "deeplabv3plus"], encoders=["resnet34"], weights=["imagenet"])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -46,7 +46,7 @@ def test_study_timing_on_prepared_caches(tmp_path, params, dataset):
         cache = build_cache(dataset, read_ids(dataset / f"{split}_id.txt"), 7, 32, keep_full_masks=split == "val",
                             workers=1)
         save_cache({**cache, "leaf_names": CLASSES}, tmp_path / "data" / "prepared" / f"{split}.pt")
-    params["train"]["batch_size"] = 2
+    params["train"].update(batch_size=2, crop=0)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_timing.py"), "--real", "--epochs", "1",
                            "--variants", "unet-resnet34-scratch", "--json", "t.json"],

@@ -139,3 +139,24 @@ def test_non_rgb_photos_are_converted(tmp_path, mode):
     converted.save(path, format="PNG" if mode in ("RGBA", "P") else "JPEG")  # a .jpg name either way
     out = load_image(path)
     assert out.shape == (8, 10, 3) and out.dtype == np.uint8
+
+
+def test_pixel_counts_are_recorded_at_original_resolution(dataset):
+    ids = ids_of(dataset, "val")
+    counts = np.zeros(7, dtype=np.int64)
+    for i in ids:
+        counts += np.bincount(np.asarray(Image.open(dataset / "masks" / f"{i}.png")).ravel(), minlength=7)
+    assert cache(dataset, ids)["pixel_counts"].tolist() == counts.tolist()
+
+
+def test_prepare_twice_writes_byte_identical_caches(dataset, tmp_path):
+    """torch.save to a path names the zip's inner folder after the (random) temporary file;
+    the caches must not change when nothing that goes into them changed."""
+    import hashlib
+    from hseg.prepare import save_cache
+    digests = []
+    for run, workers in (("a", 1), ("b", 2)):
+        c = build_cache(dataset, ids_of(dataset), 7, 32, keep_full_masks=True, workers=workers, desc="train")
+        save_cache(c, tmp_path / run / "train.pt")
+        digests.append(hashlib.md5((tmp_path / run / "train.pt").read_bytes()).hexdigest())
+    assert digests[0] == digests[1]

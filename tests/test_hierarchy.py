@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from hseg.evaluate import tree_consistency
-from hseg.hierarchy import independent_consistency, leaf_scores, loss_fn, num_outputs, tree_min_loss
+from hseg.hierarchy import independent_consistency, leaf_scores, num_outputs, tree_consistency, tree_min_loss
+from hseg.losses import make_loss
 from hseg.tree import build_tree
 
 TREE = build_tree({"X": ["a", "b"]}, "bg", ["bg", "a", "b"])
@@ -46,7 +46,8 @@ def test_tree_loss_adds_per_level_cross_entropy():
     ce = (torch.nn.functional.cross_entropy(out[:, :2], torch.tensor([[[1]]]))
           + torch.nn.functional.cross_entropy(out[:, 2:], torch.tensor([[[1]]])))
     tm = tree_min_loss(out, [torch.tensor([[[1]]]), torch.tensor([[[1]]])], TREE)
-    assert loss_fn(out, mask, TREE, "tree", tree_weight=0.5).item() == pytest.approx((ce + 0.5 * tm).item(), rel=1e-5)
+    loss = make_loss(TREE, "tree", {"ce": 1.0}, tree_weight=0.5)(out, mask)
+    assert loss.item() == pytest.approx((ce + 0.5 * tm).item(), rel=1e-5)
     assert num_outputs(TREE, "tree") == 5 and num_outputs(TREE, "flat") == 3
 
 
@@ -76,6 +77,6 @@ def test_consistency_is_one_for_flat_and_path_predictions(tree):
 
 def test_tree_loss_is_differentiable_on_the_person_tree(tree):
     out = torch.randn(2, num_outputs(tree, "tree"), 8, 8, requires_grad=True)
-    loss = loss_fn(out, torch.randint(0, 7, (2, 8, 8)), tree, "tree")
+    loss = make_loss(tree, "tree", {"ce": 1.0, "dice": 1.0})(out, torch.randint(0, 7, (2, 8, 8)))
     loss.backward()
     assert torch.isfinite(loss) and out.grad.abs().sum() > 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hseg.tracking import read_history
 from tests.synthetic import make_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,24 +43,33 @@ def set_param(repo: Path, dotted: str, value):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("study")
+def make_repo(repo: Path, archs=("unet", "deeplabv3plus")) -> Path:
+    """A git + dvc repository with the project's code, dvc.yaml, params and plot template,
+    a synthetic dataset and settings small enough for seconds per stage."""
     for name in ("stages", "hseg"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, repo / name)
     make_dataset(repo / "data" / "pascal-part", n_train=16, n_val=6)
     set_param(repo, "prepare.size", 64)
+    set_param(repo, "train.crop", 32)
     set_param(repo, "train.epochs", 1)
     set_param(repo, "train.batch_size", 8)
+    set_param(repo, "study.archs", list(archs))
     set_param(repo, "study.encoders", ["resnet34"])
     set_param(repo, "study.weights", ["scratch"])
     sh(["git", "init", "-q"], repo)
     sh(["git", "config", "user.email", "t@example.com"], repo)
     sh(["git", "config", "user.name", "t"], repo)
     sh(DVC + ["init", "-q"], repo)
+    (repo / ".dvc" / "plots").mkdir(exist_ok=True)
+    shutil.copy(ROOT / ".dvc" / "plots" / "by_variant.json", repo / ".dvc" / "plots" / "by_variant.json")
     return repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return make_repo(tmp_path_factory.mktemp("study"))
 
 
 def commit(repo, message):
@@ -77,7 +87,8 @@ def test_first_repro_runs_every_stage_and_writes_three_levels(repo):
             assert 0.0 <= metrics[f"miou{k}"] <= 1.0
         assert set(metrics["iou1"]) == {"bg", "upper_body", "lower_body"}
         assert (repo / "models" / f"{v}.pt").is_file()
-        assert (repo / "plots" / "history" / f"{v}.csv").read_text().startswith("epoch,")
+        assert read_history(repo / "dvclive" / v)["epoch"].tolist() == [1]
+        assert json.loads((repo / "dvclive" / v / "metrics.json").read_text())["step"] == 1
         assert (repo / "plots" / "figures" / f"predictions_{v}.png").is_file()
     assert (repo / "plots" / "figures" / "miou_by_level.png").is_file()
     commit(repo, "first study")
@@ -102,8 +113,7 @@ def test_epochs_rerun_trains_and_downstream_not_prepare(repo):
     set_param(repo, "train.epochs", 2)
     out = sh(DVC + ["repro"], repo).stdout
     assert ran(out) == {"plot"} | {f"{s}@{v}" for s in ("train", "evaluate") for v in VARIANTS}
-    history = (repo / "plots" / "history" / f"{VARIANTS[0]}.csv").read_text().strip().splitlines()
-    assert len(history) == 3  # header + 2 epochs
+    assert read_history(repo / "dvclive" / VARIANTS[0])["epoch"].tolist() == [1, 2]
 
 
 def test_plot_setting_reruns_only_plot(repo):
@@ -111,16 +121,60 @@ def test_plot_setting_reruns_only_plot(repo):
     assert ran(sh(DVC + ["repro"], repo).stdout) == {"plot"}
 
 
+def changed_stages(repo) -> set[str]:
+    return set(json.loads(sh(DVC + ["status", "--json"], repo).stdout))
+
+
+def test_worker_count_changes_nothing_and_prepare_output_is_byte_stable(repo):
+    """prepare.workers cannot change the caches, so it is not tracked; and a forced prepare
+    rerun writes byte-identical caches, so no training reruns after it."""
+    set_param(repo, "prepare.workers", 1)
+    assert changed_stages(repo) == set()
+    out = sh(DVC + ["repro", "-f", "-s", "prepare"], repo).stdout
+    assert ran(out) == {"prepare"}
+    assert ran(sh(DVC + ["repro"], repo).stdout) == set()
+
+
+def test_code_edits_rerun_exactly_the_stages_that_run_that_code(repo):
+    everything = {"prepare", "plot"} | {f"{s}@{v}" for s in ("train", "evaluate") for v in VARIANTS}
+    for module, expected in (("hseg/plots.py", {"plot"}),
+                             ("hseg/losses.py", {f"train@{v}" for v in VARIANTS}),
+                             ("hseg/runtime.py", everything - {"prepare", "plot"}),
+                             ("hseg/tree.py", everything)):
+        original = (repo / module).read_text()
+        (repo / module).write_text(original + "\n# an edit\n")
+        try:
+            assert changed_stages(repo) == expected, module
+        finally:
+            (repo / module).write_text(original)
+    assert changed_stages(repo) == set()
+
+
 def test_metrics_show_and_plots_diff(repo):
     shown = sh(DVC + ["metrics", "show"], repo).stdout
     for v in VARIANTS:
         assert f"metrics/{v}.json" in shown
-    assert "miou2" in shown
+    assert "miou2" in shown and f"dvclive/{VARIANTS[0]}/metrics.json" in shown
     diff = sh(DVC + ["plots", "diff", "HEAD", "--json"], repo)
     data = json.loads(diff.stdout)["data"]
-    assert "val_miou2" in data and "train_loss" in data
-    revisions = {rev for plot in data["val_miou2"] for rev in plot["revisions"]}
+    overlay = "val mIoU at the leaf level per epoch"
+    assert overlay in data and "train loss per epoch" in data
+    assert any("dvclive/" in plot_id for plot_id in data)  # dvclive's per-variant curves
+    revisions = {rev for plot in data[overlay] for rev in plot["revisions"]}
     assert revisions == {"HEAD", "workspace"}
+
+
+def test_a_trained_model_is_an_artifact_another_project_can_get(repo, tmp_path):
+    remote = tmp_path / "remote"
+    sh(DVC + ["remote", "add", "-d", "mine", str(remote)], repo)
+    commit(repo, "results and a remote")
+    sh(DVC + ["push", "-q"], repo)
+    # register a version in the model registry's (GTO's) tag format
+    sh(["git", "tag", "-a", f"{VARIANTS[0]}@v1.0.0", "-m", "first model"], repo)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    sh(DVC + ["artifacts", "get", str(repo), VARIANTS[0], "-o", "model.pt"], elsewhere)
+    assert (elsewhere / "model.pt").read_bytes() == (repo / "models" / f"{VARIANTS[0]}.pt").read_bytes()
 
 
 def test_plots_show_writes_an_html_report_with_curves_and_figures(repo):
@@ -129,9 +183,83 @@ def test_plots_show_writes_an_html_report_with_curves_and_figures(repo):
     html = (out / "index.html").read_text()
     # one vega-lite spec per chart (rendered by vega-embed in the browser) and the PNG figures
     assert html.count("vegaEmbed(") >= 3
-    assert '"val_miou2"' in html or "val_miou2" in html
+    assert "val_miou_leaf" in html and "dvclive" in html
     for v in VARIANTS:
         assert f"predictions_{v}.png" in html and f"confusion_{v}.png" in html
     assert "miou_by_level.png" in html
     images = list((out / "static").glob("*.png"))
     assert len(images) >= 2 * len(VARIANTS) + 2
+
+
+TWO_LEVELS = {"body": ["head", "torso", "up_hand", "low_hand", "up_leg", "low_leg"]}
+FOUR_LEVELS = {"body": {"upper_body": {"head": None, "torso": None, "arm": ["up_hand", "low_hand"]},
+                        "lower_body": {"leg": ["up_leg", "low_leg"]}}}
+
+
+@pytest.mark.parametrize("spec, level_names", [
+    (TWO_LEVELS, [["bg", "body"], ["bg", "head", "torso", "up_hand", "low_hand", "up_leg", "low_leg"]]),
+    (FOUR_LEVELS, [["bg", "body"], ["bg", "upper_body", "lower_body"], ["bg", "head", "torso", "arm", "leg"],
+                   ["bg", "head", "torso", "up_hand", "low_hand", "up_leg", "low_leg"]]),
+], ids=["two-levels", "four-levels"])
+def test_any_tree_depth_end_to_end(tmp_path, spec, level_names):
+    """prepare, train, evaluate, plot, predict and report with a 2- and a 4-level tree: every
+    level is scored and reported, nothing assumes three."""
+    repo = make_repo(tmp_path, archs=("unet",))
+    set_param(repo, "classes.tree", spec)
+    sh(DVC + ["repro"], repo)
+    variant = "unet-resnet34-scratch"
+    depth = len(level_names)
+    metrics = json.loads((repo / "metrics" / f"{variant}.json").read_text())
+    assert [list(metrics[f"iou{k}"]) for k in range(depth)] == level_names
+    assert f"miou{depth}" not in metrics
+    header = list(read_history(repo / "dvclive" / variant).columns)
+    assert [c for c in header if c.startswith("val_miou")] == [f"val_miou{k}" for k in range(depth)]
+    live = json.loads((repo / "dvclive" / variant / "metrics.json").read_text())
+    assert sorted(live["val"]) == ["loss"] + [f"miou{k}" for k in range(depth)]
+    val_curves = (repo / "plots" / "curves" / "val.csv").read_text().splitlines()[0].split(",")
+    assert f"val_miou{depth - 1}" in val_curves and "val_miou_leaf" in val_curves
+
+    report = sh([sys.executable, "-m", "hseg", "report"], repo).stdout
+    assert all(f"mIoU^{k} (" in report for k in range(depth)) and f"mIoU^{depth} " not in report
+    assert "arm" in report if depth == 4 else "head" in report
+
+    image = next((repo / "data" / "pascal-part" / "JPEGImages").glob("*.jpg"))
+    sh([sys.executable, "-m", "hseg", "predict", "--variant", variant, "--no-progress", "-o", "pred", str(image)], repo)
+    assert sorted(p.name for p in (repo / "pred").iterdir()) == sorted(
+        [f"{image.stem}.png"] + [f"{image.stem}_level{k}.png" for k in range(depth)])
+
+    for command in (["plots", "show", "--json"], ["metrics", "show"]):
+        done = sh(DVC + command, repo)
+        assert "failed to load" not in (done.stdout + done.stderr).lower(), done.stderr
+    shown = json.loads(sh(DVC + ["plots", "show", "--json"], repo).stdout)["data"]
+    assert "val mIoU at the leaf level per epoch" in shown
+
+
+def test_queued_experiments_train_concurrently_and_each_lands_its_results(tmp_path):
+    """Several variants at once on one machine (e.g. one GPU): `dvc exp run --queue` per experiment,
+    then `dvc queue start -j 2`. Each experiment runs in its own copy of the workspace."""
+    import time
+    repo = make_repo(tmp_path, archs=("unet",))
+    commit(repo, "base")
+    for arch in ("unet", "deeplabv3plus"):
+        sh(DVC + ["exp", "run", "--queue", "-n", f"q-{arch}", "-S", f"study.archs=[{arch}]"], repo)
+    sh(DVC + ["queue", "start", "-j", "2"], repo)
+    most_running, deadline = 0, time.monotonic() + 540
+    while time.monotonic() < deadline:
+        status = sh(DVC + ["queue", "status"], repo).stdout
+        most_running = max(most_running, status.count("Running"))
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    sh(DVC + ["queue", "stop"], repo, check=False)
+    assert "Failed" not in status, sh(DVC + ["queue", "logs", "q-unet"], repo, check=False).stdout
+    assert most_running == 2
+    shown = json.loads(sh(DVC + ["exp", "show", "--json"], repo).stdout)
+    found = {}
+    for commit_entry in shown:
+        for exp in commit_entry.get("experiments") or []:
+            for rev in exp.get("revs", []):
+                metrics = (rev.get("data") or {}).get("metrics") or {}
+                found[rev.get("name")] = sorted(metrics)
+    assert found.get("q-unet") == ["metrics/unet-resnet34-scratch.json"]
+    assert found.get("q-deeplabv3plus") == ["metrics/deeplabv3plus-resnet34-scratch.json"]

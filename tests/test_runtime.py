@@ -19,7 +19,7 @@ def test_auto_on_cpu_follows_native_bf16(monkeypatch, avx512_bf16, amx, expected
     assert resolve_precision("auto", CPU) == expected
 
 
-@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp16")])
 def test_auto_on_cuda_follows_native_bf16(monkeypatch, native, expected):
     seen = {}
 

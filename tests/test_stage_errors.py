@@ -23,6 +23,7 @@ def run_stage(cwd: Path, *args):
 def project(tmp_path, params):
     make_dataset(tmp_path / "data" / "pascal-part", n_train=6, n_val=3)
     params["prepare"]["size"] = 32
+    params["train"]["crop"] = 0
 
     def write(**edits):
         p = yaml.safe_load(yaml.safe_dump(params))
@@ -77,7 +78,7 @@ def test_prepare_rejects_bad_params_before_decoding(project, edits, fragments):
 
 @pytest.mark.parametrize("args, edits, fragments", [
     (["stages.train", "unet-resnet34-scratch"], {"train__lr": -0.1}, ["train.lr = -0.1"]),
-    (["stages.train", "unet-resnet18-scratch"], {}, ["encoder = 'resnet18'", "resnet34, resnet50"]),
+    (["stages.train", "unet-resnet19-scratch"], {}, ["encoder = 'resnet19'", "not provided by segmentation-models-pytorch"]),
     (["stages.train", "unet-resnet34-scratch"], {}, ["data/prepared/train.pt not found", "dvc repro prepare"]),
     (["stages.evaluate", "unet-resnet34-scratch"], {"evaluate__precision": "fp8"}, ["evaluate.precision = 'fp8'"]),
 ])

@@ -14,14 +14,14 @@ import torch
 import yaml
 from PIL import Image
 
-from hseg.dataset import read_classes, read_ids
+from hseg.dataset import read_ids
 from hseg.errors import UserError
 from hseg.metrics import confusion_matrix, hierarchical_scores
 from hseg.models import build_model
 from hseg.params import train_config
-from hseg.prepare import build_cache, save_cache
+from hseg.tracking import read_history
 from hseg.train import train_variant
-from tests.synthetic import make_dataset
+from tests.synthetic import prepared_workdir
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANT = "unet-resnet34-scratch"
@@ -31,15 +31,7 @@ VARIANT = "unet-resnet34-scratch"
 def workdir(tmp_path_factory):
     """A working folder laid out like the repository, with a prepared 64 px cache."""
     work = tmp_path_factory.mktemp("work")
-    root = make_dataset(work / "data" / "pascal-part", n_train=16, n_val=6)
-    for split in ("train", "val"):
-        cache = build_cache(root, read_ids(root / f"{split}_id.txt"), 7, 64, keep_full_masks=True, workers=1)
-        cache["leaf_names"] = read_classes(root / "classes.txt")
-        save_cache(cache, work / "data" / "prepared" / f"{split}.pt")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["train"].update(epochs=3, batch_size=8)
-    params["evaluate"]["batch_size"] = 16
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    prepared_workdir(work, n_train=16, n_val=6, size=64, epochs=3, batch_size=8, crop=32)
     return work
 
 
@@ -52,13 +44,13 @@ def train_once(work, tree, out: Path, **overrides):
     params["train"].update(overrides)
     cfg = train_config(params, VARIANT)
     train_variant(cfg, tree, load(work, "train"), load(work, "val"), weights_out=out / "w.pt",
-                  history_out=out / "h.csv", resume_path=out / "resume.pt", progress=False)
-    return torch.load(out / "w.pt", weights_only=False)["state_dict"], (out / "h.csv").read_text()
+                  live_dir=out / "live", resume_path=out / "resume.pt", progress=False)
+    return torch.load(out / "w.pt", weights_only=False)["state_dict"], strip_time(out / "live")
 
 
-def strip_time(history_csv: str) -> list[str]:
-    """History rows without the wall-time column, which legitimately differs between runs."""
-    return [line.rsplit(",", 1)[0] for line in history_csv.splitlines()]
+def strip_time(live_dir: Path) -> list[dict]:
+    """The dvclive history without the wall-time column, which legitimately differs between runs."""
+    return read_history(live_dir).drop(columns="seconds").fillna(-1).to_dict("records")
 
 
 def stage(work, *args, env_extra=None, **kw):
@@ -73,7 +65,8 @@ def test_same_params_give_identical_weights_and_metrics(workdir, tree, tmp_path)
     first, hist_a = train_once(workdir, tree, tmp_path / "a", epochs=2)
     second, hist_b = train_once(workdir, tree, tmp_path / "b", epochs=2)
     assert all(torch.equal(first[k], second[k]) for k in first)
-    assert strip_time(hist_a) == strip_time(hist_b)
+    assert (tmp_path / "a" / "w.pt").read_bytes() == (tmp_path / "b" / "w.pt").read_bytes()  # DVC sees no change
+    assert hist_a == hist_b and len(hist_a) == 2
     assert not (tmp_path / "a" / "resume.pt").exists()  # removed once training finished
 
 
@@ -84,7 +77,7 @@ def test_killed_train_stage_resumes_to_the_same_weights(workdir):
     ref = stage(workdir, "stages.train", VARIANT, "--no-progress")
     assert ref.wait(timeout=300) == 0, ref.stderr.read()
     reference = torch.load(weights, weights_only=False)["state_dict"]
-    reference_history = (workdir / "plots" / "history" / f"{VARIANT}.csv").read_text()
+    reference_history = strip_time(workdir / "dvclive" / VARIANT)
     weights.unlink()
 
     proc = stage(workdir, "stages.train", VARIANT, "--no-progress")
@@ -102,7 +95,7 @@ def test_killed_train_stage_resumes_to_the_same_weights(workdir):
     assert f"resuming {VARIANT} after epoch" in out
     resumed = torch.load(weights, weights_only=False)["state_dict"]
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)
-    assert strip_time((workdir / "plots" / "history" / f"{VARIANT}.csv").read_text()) == strip_time(reference_history)
+    assert strip_time(workdir / "dvclive" / VARIANT) == reference_history  # no epoch logged twice
     assert not resume.exists()
 
 
@@ -176,7 +169,7 @@ def test_tree_mode_checkpoint_evaluates_and_predicts(workdir, tree, tmp_path):
     every pixel consistent with the tree."""
     from hseg.evaluate import evaluate_model
     from hseg.models import load_checkpoint
-    from hseg.predict import predict_files
+    from hseg.predict import collect_images, predict_files
 
     train_once(workdir, tree, tmp_path, epochs=1, loss="tree")
     model, meta = load_checkpoint(tmp_path / "w.pt")
@@ -186,7 +179,7 @@ def test_tree_mode_checkpoint_evaluates_and_predicts(workdir, tree, tmp_path):
     assert scores["consistency"] == 1.0 and 0.0 <= scores["consistency_levelwise_argmax"] <= 1.0
     assert all(0.0 <= scores[f"miou{k}"] <= 1.0 for k in range(3))
     image = next((workdir / "data" / "pascal-part" / "JPEGImages").glob("*.jpg"))
-    assert predict_files([image], tmp_path / "w.pt", tmp_path / "pred", progress=False) == []
+    assert predict_files(collect_images([image]), tmp_path / "w.pt", tmp_path / "pred", progress=False) == []
     leaf = np.array(Image.open(tmp_path / "pred" / f"{image.stem}.png"))
     assert leaf.shape == Image.open(image).size[::-1] and leaf.max() < 7
 
@@ -200,3 +193,45 @@ def test_auto_precision_without_native_bf16_trains_exactly_as_fp32(workdir, tree
     fp32, _ = train_once(workdir, tree, tmp_path / "fp32", epochs=1, precision="fp32")
     assert all(torch.equal(auto[k], fp32[k]) for k in auto)
     assert torch.load(tmp_path / "auto" / "w.pt", weights_only=False)["meta"]["precision"] == "fp32"
+
+
+def test_resume_checkpoint_needs_the_same_params_data_content_and_code(workdir, tree, tmp_path, monkeypatch):
+    """A checkpoint is reused only by the run that wrote it: a cache with the same number of
+    images but one changed pixel, other params, or edited library code start over."""
+    import dataclasses
+    import shutil
+    from hseg import train as train_module
+    from hseg.train import Checkpoint, LrFactor, _build, fingerprint, make_optimizer
+
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    cfg = train_config(params, VARIANT)
+    cache = load(workdir, "train")
+    net, _ = _build(cfg, tree, torch.device("cpu"), 1)
+
+    def parts():
+        opt = make_optimizer(cfg, net)
+        return (net, opt, torch.optim.lr_scheduler.LambdaLR(opt, LrFactor(cfg, 2)),
+                torch.amp.GradScaler("cpu", enabled=False), torch.Generator())
+
+    Checkpoint(tmp_path / "r.pt", fingerprint(cfg, cache)).save(1, *parts(), history=[{"epoch": 1}])
+    assert Checkpoint(tmp_path / "r.pt", fingerprint(cfg, cache)).restore(*parts()) == (1, [{"epoch": 1}])
+
+    changed = dict(cache, images=cache["images"].clone())
+    changed["images"][3, 1, 10, 10] ^= 1  # same count, one pixel differs
+    assert len(changed["images"]) == len(cache["images"])
+    assert Checkpoint(tmp_path / "r.pt", fingerprint(cfg, changed)).restore(*parts()) == (0, [])
+    other = dataclasses.replace(cfg, lr=cfg.lr / 2)
+    assert Checkpoint(tmp_path / "r.pt", fingerprint(other, cache)).restore(*parts()) == (0, [])
+
+    code = tmp_path / "code"
+    shutil.copytree(train_module.CODE_DIR, code, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(train_module, "CODE_DIR", code)
+    assert Checkpoint(tmp_path / "r.pt", fingerprint(cfg, cache)).restore(*parts()) == (1, [{"epoch": 1}])
+    (code / "augment.py").write_text((code / "augment.py").read_text() + "\n# edited\n")
+    assert Checkpoint(tmp_path / "r.pt", fingerprint(cfg, cache)).restore(*parts()) == (0, [])
+
+
+def test_crop_larger_than_the_cache_is_refused_before_training(workdir, tree, tmp_path):
+    with pytest.raises(UserError, match=r"train.crop = 96 is larger than the cached images \(64 px"):
+        train_once(workdir, tree, tmp_path, crop=96)
+    assert not (tmp_path / "w.pt").exists()

@@ -24,7 +24,8 @@ PROBE = """
 window.addEventListener('load', () => setTimeout(() => {
   const charts = document.querySelectorAll('.vega-embed svg, .vega-embed canvas').length;
   const images = [...document.images].filter(i => i.complete && i.naturalWidth > 0).length;
-  document.title = 'RENDERED ' + JSON.stringify({charts, images, total_images: document.images.length});
+  const titles = [...document.querySelectorAll('.vega-embed .role-title-text')].map(t => t.textContent);
+  document.title = 'RENDERED ' + JSON.stringify({charts, images, total_images: document.images.length, titles});
 }, 3000));
 </script>
 """
@@ -36,6 +37,9 @@ def main() -> int:
     parser.add_argument("--vega-dir", type=Path, help="folder with node_modules/vega, vega-lite, vega-embed")
     parser.add_argument("--screenshot", type=Path)
     parser.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    parser.add_argument("--expect", nargs="*", default=[],
+                        help="chart titles (substrings) that must be among the rendered charts, e.g. "
+                             "'leaf level' (the overlays) 'dvclive/' (dvclive's per-variant curves)")
     args = parser.parse_args()
     html = args.html.read_text()
     if args.vega_dir:
@@ -49,7 +53,7 @@ def main() -> int:
              "--virtual-time-budget=15000"]
     dom = subprocess.run([args.chromium, *flags, "--dump-dom", page.resolve().as_uri()], capture_output=True,
                          text=True, timeout=120).stdout
-    found = re.search(r"<title>RENDERED (\{.*?\})</title>", dom)
+    found = re.search(r"<title>RENDERED (\{.*?\})</title>", dom, re.S)
     if args.screenshot:
         subprocess.run([args.chromium, *flags, f"--screenshot={args.screenshot.resolve()}", "--window-size=1400,4000",
                         page.resolve().as_uri()], capture_output=True, timeout=120)
@@ -58,7 +62,12 @@ def main() -> int:
         return 1
     result = json.loads(found.group(1))
     print(f"charts rendered: {result['charts']}, images loaded: {result['images']}/{result['total_images']}")
-    return 0 if result["charts"] > 0 and result["images"] == result["total_images"] > 0 else 1
+    missing = [e for e in args.expect if not any(e in t for t in result["titles"])]
+    for title in result["titles"]:
+        print(f"  chart: {title}")
+    if missing:
+        print(f"no rendered chart has a title containing: {', '.join(missing)}", file=sys.stderr)
+    return 0 if result["charts"] > 0 and result["images"] == result["total_images"] > 0 and not missing else 1
 
 
 if __name__ == "__main__":

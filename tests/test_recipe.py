@@ -1,0 +1,276 @@
+"""The training recipe: losses, learning-rate schedule, augmentation, the original study's recipe."""
+import math
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from hseg.augment import augment_batch
+from hseg.errors import UserError
+from hseg.losses import SegLoss, class_weights, make_loss
+from hseg.params import Augment, deep_merge, prepare_settings, train_config
+from hseg.train import LrFactor, check_batching
+from hseg.tree import IGNORE
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIANT = "unet-resnet34-scratch"
+
+
+# --- the original study's recipe stays one command away ------------------------------------------
+
+def apply_overrides(params: dict, command: str) -> dict:
+    """What `dvc exp run -S key=value ...` does to params.yaml: set dotted keys to YAML values."""
+    words = shlex.split(command)
+    for flag, setting in zip(words, words[1:]):
+        if flag != "-S":
+            continue
+        key, value = setting.split("=", 1)
+        node = params
+        *path, last = key.split(".")
+        for part in path:
+            node = node[part]
+        node[last] = yaml.safe_load(value)
+    return params
+
+
+def readme_command(name: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(rf"^dvc exp run -n {name} .*$", text, re.M)
+    assert match, f"README has no `dvc exp run -n {name}` line"
+    return match.group(0)
+
+
+def test_readme_original_recipe_command_sets_exactly_the_study_values(params):
+    params = apply_overrides(params, readme_command("original"))
+    cfg = train_config(params, VARIANT)
+    assert prepare_settings(params).size == 256
+    assert (cfg.epochs, cfg.batch_size, cfg.crop, cfg.optimizer, cfg.lr, cfg.weight_decay) == (20, 16, 0, "adam", 1e-3, 0)
+    assert (cfg.schedule, cfg.warmup_epochs, cfg.t0, cfg.eta_min) == ("cosine_restarts", 0, 10, 1e-6)
+    assert cfg.loss == "flat" and cfg.class_weights == "none"
+    assert {k: w for k, w in cfg.loss_weights.items() if w} == {"ce": 1.0}
+    assert cfg.augment == Augment(hflip=True, scale=(1.0, 1.0), shift=0, rotate=0, brightness=0, contrast=0)
+    assert params["study"] == {"archs": ["unet", "deeplabv3plus"], "encoders": ["resnet34", "resnet50"],
+                               "weights": ["scratch", "imagenet"]}
+
+
+def test_default_recipe_is_the_improved_one(params):
+    cfg = train_config(params, VARIANT)
+    assert cfg.loss_weights["dice"] > 0 and cfg.schedule == "warmup_cosine" and cfg.optimizer == "adamw"
+    assert 0 < cfg.crop < prepare_settings(params).size and cfg.augment.scale != (1.0, 1.0)
+
+
+# --- learning-rate schedule ----------------------------------------------------------------------
+
+def schedule_cfg(params, **sched):
+    params["train"]["scheduler"].update(sched)
+    params["train"].update(epochs=3, lr=0.01)
+    return train_config(params, VARIANT)
+
+
+def test_warmup_cosine_rises_linearly_then_reaches_the_floor_at_the_last_step(params):
+    cfg = schedule_cfg(params, name="warmup_cosine", warmup_epochs=1, eta_min=1e-4)
+    f = LrFactor(cfg, steps_per_epoch=10)
+    assert [f(s) for s in range(10)] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert f(10) == pytest.approx(1.0)
+    assert f(29) == pytest.approx(1e-4 / 0.01)  # the last of 30 steps uses eta_min
+    assert f(20) == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 10 / 19)))
+    assert all(f(s) >= f(s + 1) for s in range(10, 29))
+
+
+def test_cosine_restarts_matches_torch_warm_restarts_stepped_per_batch(params):
+    cfg = schedule_cfg(params, name="cosine_restarts", T_0=2, eta_min=1e-5)
+    ours = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    theirs = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    ours_s = torch.optim.lr_scheduler.LambdaLR(ours, LrFactor(cfg, steps_per_epoch=7))
+    theirs_s = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(theirs, T_0=2, eta_min=1e-5)
+    for step in range(21):
+        assert ours.param_groups[0]["lr"] == pytest.approx(theirs.param_groups[0]["lr"], rel=1e-9, abs=1e-12)
+        ours_s.step()
+        theirs_s.step((step + 1) / 7)
+
+
+# --- losses --------------------------------------------------------------------------------------
+
+def test_ce_term_is_torch_cross_entropy_and_skips_ignored_pixels():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(2, 4, 5, 5), torch.randint(0, 4, (2, 5, 5))
+    labels[0, :2] = IGNORE
+    loss = SegLoss({"ce": 1.0})(logits, labels)
+    keep = labels != IGNORE
+    expected = -F.log_softmax(logits, 1).permute(0, 2, 3, 1)[keep].gather(1, labels[keep][:, None]).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_dice_term_matches_a_hand_computed_dice():
+    """Two pixels, two classes: softmax probabilities p, one-hot truth t; smp's multiclass Dice loss
+    is the mean over all classes of 1 - 2 sum(p t) / (sum p + sum t), where a class with no true
+    pixel in the batch contributes 0."""
+    logits = torch.tensor([[[[0.0, math.log(3)]], [[math.log(3), 0.0]]]])  # pixel 0: p=(.25,.75), 1: (.75,.25)
+    labels = torch.tensor([[[0, 0]]])                                      # both pixels class 0
+    p0 = torch.tensor([0.25, 0.75])
+    dice0 = 2 * p0.sum() / (p0.sum() + 2)  # class 0: intersection 1.0, |p| 1.0, |t| 2
+    # class 1 has no true pixel in the batch: it counts as 0 in the mean over the two classes
+    assert SegLoss({"dice": 1.0})(logits, labels).item() == pytest.approx((1 - dice0.item() + 0) / 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("term", ["ce", "dice", "lovasz", "focal"])
+def test_every_term_ignores_pixels_labelled_ignore(term):
+    torch.manual_seed(1)
+    logits, labels = torch.randn(2, 7, 6, 6), torch.randint(0, 7, (2, 6, 6))
+    labels[:, :, :2] = IGNORE
+    changed = logits.clone()
+    changed[:, :, :, :2] = torch.randn(2, 7, 6, 2) * 5  # scores where the label is IGNORE
+    fn = SegLoss({term: 1.0})
+    assert fn(changed, labels).item() == pytest.approx(fn(logits, labels).item(), rel=1e-5)
+    assert math.isfinite(fn(logits, labels).item())
+
+
+def test_weighted_sum_of_terms():
+    torch.manual_seed(2)
+    logits, labels = torch.randn(2, 7, 6, 6), torch.randint(0, 7, (2, 6, 6))
+    both = SegLoss({"ce": 0.5, "dice": 2.0})(logits, labels)
+    parts = 0.5 * SegLoss({"ce": 1.0})(logits, labels) + 2.0 * SegLoss({"dice": 1.0})(logits, labels)
+    assert both.item() == pytest.approx(parts.item(), rel=1e-6)
+
+
+def test_inverse_sqrt_class_weights_by_hand():
+    # shares 0.64, 0.32, 0.04 -> 1/sqrt = 1.25, 1.7678, 5.0; a class with no pixels gets the largest
+    w = class_weights([64, 32, 4, 0], "inverse_sqrt").numpy()
+    raw = np.array([1.25, 1 / math.sqrt(0.32), 5.0, 5.0])
+    assert w == pytest.approx(raw / raw.mean(), rel=1e-6)
+    assert class_weights([1, 2], "none") is None
+
+
+def test_class_weights_reach_the_cross_entropy(tree):
+    torch.manual_seed(3)
+    logits, labels = torch.randn(2, 7, 4, 4), torch.randint(0, 7, (2, 4, 4))
+    counts = [1000, 10, 200, 50, 100, 30, 20]
+    loss = make_loss(tree, "flat", {"ce": 1.0}, "inverse_sqrt", counts)(logits, labels)
+    expected = F.cross_entropy(logits, labels, weight=class_weights(counts, "inverse_sqrt"))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_tree_mode_applies_the_terms_per_level(tree):
+    from hseg.hierarchy import level_targets, split_levels, tree_min_loss
+    torch.manual_seed(4)
+    outputs, labels = torch.randn(2, 12, 4, 4), torch.randint(0, 7, (2, 4, 4))
+    labels[0, 0] = IGNORE
+    loss = make_loss(tree, "tree", {"ce": 1.0, "dice": 1.0}, tree_weight=0.5)(outputs, labels)
+    targets = level_targets(labels, tree)
+    expected = sum(F.cross_entropy(g, t, ignore_index=IGNORE) + SegLoss({"dice": 1.0})(g, t)
+                   for g, t in zip(split_levels(outputs, tree), targets))
+    expected = expected + 0.5 * tree_min_loss(outputs, targets, tree)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+# --- augmentation --------------------------------------------------------------------------------
+
+def coordinate_batch(n=4, size=64):
+    """Images whose channels 0/1 hold 10 + x / 10 + y (0 only outside after a transform) and
+    masks whose label is a function of the coordinates."""
+    ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    image = torch.stack([10 + xs, 10 + ys, torch.full_like(xs, 128)]).float()
+    mask = ((xs // 8 + ys // 8) % 7).to(torch.uint8)
+    return image.expand(n, -1, -1, -1).clone(), mask.expand(n, -1, -1).clone()
+
+
+@pytest.mark.parametrize("aug, crop", [
+    (Augment(hflip=True), 0),
+    (Augment(hflip=True, scale=(0.5, 2.0)), 32),
+    (Augment(hflip=True, scale=(0.7, 1.4), rotate=10, shift=0.1), 48),
+    (Augment(hflip=False, scale=(0.5, 0.5)), 64),
+])
+def test_image_and_mask_move_together(aug, crop):
+    images, masks = coordinate_batch()
+    out_img, out_mask = augment_batch(images, masks, aug, torch.Generator().manual_seed(0), crop)
+    side = crop or 64
+    assert out_img.shape == (4, 3, side, side) and out_mask.shape == (4, side, side)
+    assert set(out_mask.unique().tolist()) <= set(range(7)) | {IGNORE}
+    labelled = out_mask != IGNORE
+    assert labelled.any()
+    # the source pixel each output image pixel came from (nearest), and the label there
+    x = (out_img[:, 0] - 10).round().long().clamp(0, 63)
+    y = (out_img[:, 1] - 10).round().long().clamp(0, 63)
+    expected = ((x // 8 + y // 8) % 7).to(torch.uint8)
+    agree = (expected == out_mask)[labelled].float().mean().item()
+    assert agree > 0.97, agree
+    # pixels with no label came from outside the image: black there
+    outside = (out_img[:, 0] == 0) & (out_img[:, 1] == 0)
+    assert (out_mask[outside] == IGNORE).all()
+
+
+def test_crop_inside_the_image_has_no_ignored_pixels_and_zoom_out_has_some():
+    images, masks = coordinate_batch(8)
+    _, cropped = augment_batch(images, masks, Augment(scale=(1.0, 1.0)), torch.Generator().manual_seed(0), 32)
+    assert not (cropped == IGNORE).any()
+    _, zoomed_out = augment_batch(images, masks, Augment(scale=(0.5, 0.5)), torch.Generator().manual_seed(0), 64)
+    assert (zoomed_out == IGNORE).float().mean() > 0.5  # the image fills a quarter of the output
+
+
+def test_augmentation_is_reproducible_from_the_generator():
+    images, masks = coordinate_batch()
+    aug = Augment(scale=(0.5, 2.0), rotate=5, brightness=0.1, contrast=0.1)
+    a = augment_batch(images, masks, aug, torch.Generator().manual_seed(7), 32)
+    b = augment_batch(images, masks, aug, torch.Generator().manual_seed(7), 32)
+    c = augment_batch(images, masks, aug, torch.Generator().manual_seed(8), 32)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[1], c[1])
+
+
+def test_no_augmentation_is_the_identity():
+    images, masks = coordinate_batch()
+    out_img, out_mask = augment_batch(images, masks, Augment(hflip=False), torch.Generator().manual_seed(0))
+    assert torch.equal(out_img, images) and torch.equal(out_mask, masks)
+
+
+# --- params --------------------------------------------------------------------------------------
+
+def test_variant_overrides_merge_deeply(params):
+    params["variants"][VARIANT] = {"scheduler": {"warmup_epochs": 3}, "augment": {"rotate": 5}}
+    cfg = train_config(params, VARIANT)
+    base = train_config(params, "unet-resnet50-scratch")
+    assert cfg.warmup_epochs == 3 and cfg.schedule == base.schedule and cfg.eta_min == base.eta_min
+    assert cfg.augment.rotate == 5 and cfg.augment.scale == base.augment.scale
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("augment", {"hflip": "false"}, "train.augment.hflip = 'false': must be true or false"),
+    ("augment", {"scale": [2.0, 0.5]}, "train.augment.scale = [2.0, 0.5]: must be a zoom range"),
+    ("augment", {"scale": 0.25}, "train.augment.scale = 0.25"),
+    ("loss_weights", {"ce": 0, "dice": 0}, "at least one term"),
+    ("loss_weights", {"tversky": 1}, "unknown key(s) ['tversky']"),
+    ("crop", 100, "train.crop = 100: the models need a multiple of 32"),
+    ("optimizer", "sgd", "train.optimizer = 'sgd': allowed values are adam, adamw"),
+    ("class_weights", "inverse", "allowed values are none, inverse_sqrt"),
+    ("scheduler", {"name": "step"}, "train.scheduler.name = 'step'"),
+    ("compile", 1, "train.compile = 1: must be true or false"),
+])
+def test_bad_recipe_values_are_named(params, key, value, message):
+    params["train"][key] = deep_merge(params["train"][key], value) if isinstance(value, dict) else value
+    with pytest.raises(UserError) as err:
+        train_config(params, VARIANT)
+    assert message in str(err.value)
+
+
+# --- batching ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch, processes, accumulate, ok", [
+    (16, 1, 1, True), (16, 2, 4, True), (16, 1, 8, True), (16, 2, 8, False), (16, 1, 16, False),
+    (5, 1, 1, True), (25, 1, 1, True), (12, 1, 5, False), (2, 1, 1, True), (1, 1, 1, False),
+])
+def test_every_micro_batch_has_at_least_two_images(params, batch, processes, accumulate, ok):
+    params["train"].update(batch_size=batch, accumulate=accumulate)
+    cfg = train_config(params, VARIANT)
+    if not ok:
+        with pytest.raises(UserError, match="at least 2 images"):
+            check_batching(cfg, processes, 2826)
+        return
+    steps = check_batching(cfg, processes, 2826)
+    assert steps == 2826 // batch  # the shuffled remainder is dropped
+    assert batch // (processes * accumulate) >= 2
