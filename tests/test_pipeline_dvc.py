@@ -243,7 +243,11 @@ def test_queued_experiments_train_concurrently_and_each_lands_its_results(tmp_pa
     commit(repo, "base")
     for arch in ("unet", "deeplabv3plus"):
         sh(DVC + ["exp", "run", "--queue", "-n", f"q-{arch}", "-S", f"study.archs=[{arch}]"], repo)
-    sh(DVC + ["queue", "start", "-j", "2"], repo)
+    # the workers outlive `dvc queue start`: give it no pipes to hold open, so it returns at once
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(repo),
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    subprocess.run(DVC + ["queue", "start", "-j", "2"], cwd=repo, env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True, timeout=120)
     most_running, deadline = 0, time.monotonic() + 540
     while time.monotonic() < deadline:
         status = sh(DVC + ["queue", "status"], repo).stdout
@@ -260,6 +264,6 @@ def test_queued_experiments_train_concurrently_and_each_lands_its_results(tmp_pa
         for exp in commit_entry.get("experiments") or []:
             for rev in exp.get("revs", []):
                 metrics = (rev.get("data") or {}).get("metrics") or {}
-                found[rev.get("name")] = sorted(metrics)
+                found[rev.get("name")] = sorted(m for m in metrics if m.startswith("metrics/"))
     assert found.get("q-unet") == ["metrics/unet-resnet34-scratch.json"]
     assert found.get("q-deeplabv3plus") == ["metrics/deeplabv3plus-resnet34-scratch.json"]

@@ -235,3 +235,15 @@ def test_crop_larger_than_the_cache_is_refused_before_training(workdir, tree, tm
     with pytest.raises(UserError, match=r"train.crop = 96 is larger than the cached images \(64 px"):
         train_once(workdir, tree, tmp_path, crop=96)
     assert not (tmp_path / "w.pt").exists()
+
+
+@pytest.mark.parametrize("batch_size, accumulate", [(5, 1), (6, 3)])
+def test_deeplab_trains_when_the_split_leaves_a_remainder_of_one(workdir, tree, tmp_path, batch_size, accumulate):
+    """16 train images: batch 5 leaves one image over (dropped, never a batch of one, which DeepLabV3+'s
+    BatchNorm after ASPP pooling cannot train on); batch 6 in 3 micro-batches of 2 leaves 4 over."""
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["train"].update(epochs=1, batch_size=batch_size, accumulate=accumulate, val_every=1)
+    cfg = train_config(params, "deeplabv3plus-resnet34-scratch")
+    last = train_variant(cfg, tree, load(workdir, "train"), load(workdir, "val"), weights_out=tmp_path / "w.pt",
+                         live_dir=tmp_path / "live", resume_path=tmp_path / "r.pt", progress=False)
+    assert last["epoch"] == 1 and np.isfinite(last["train_loss"])
