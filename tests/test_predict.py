@@ -108,18 +108,18 @@ def peak_rss_mb(weights, folder: Path, out: Path) -> float:
 
 
 def test_peak_memory_is_flat_in_the_number_of_photos(weights, tmp_path):
-    """4 vs 24 photos of 2400x1800: holding every decoded photo (the old behaviour) would add
-    about 13 MB per photo for the pixels alone, 260 MB for the 20 extra photos; streaming adds
-    nothing per photo (the allocator's own noise here is a few tens of MB)."""
-    for k in range(24):
+    """4 vs 40 photos of 2400x1800: holding every decoded photo (the old behaviour) would add
+    about 13 MB per photo for the pixels alone, 470 MB for the 36 extra photos; streaming adds
+    nothing per photo (the allocator's run-to-run noise here reaches about 100 MB)."""
+    for k in range(40):
         photo(tmp_path / "many" / f"{k}.jpg", 2400, 1800, seed=k)
     (tmp_path / "few").mkdir()
     for k in range(4):
         (tmp_path / "few" / f"{k}.jpg").write_bytes((tmp_path / "many" / f"{k}.jpg").read_bytes())
     few = peak_rss_mb(weights, tmp_path / "few", tmp_path / "o1")
     many = peak_rss_mb(weights, tmp_path / "many", tmp_path / "o2")
-    print(f"peak RSS: 4 photos {few:.0f} MB, 24 photos {many:.0f} MB")
-    assert many - few < 100
+    print(f"peak RSS: 4 photos {few:.0f} MB, 40 photos {many:.0f} MB")
+    assert many - few < 200
 
 
 def test_tiled_upsample_argmax_matches_full_interpolation():
