@@ -38,11 +38,6 @@ def write_json(path: str | os.PathLike, data) -> None:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
 def save_torch(obj, path: str | os.PathLike) -> None:
     """torch.save, atomically and byte-for-byte reproducibly.
 

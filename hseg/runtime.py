@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from .hierarchy import leaf_scores
