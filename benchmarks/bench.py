@@ -42,7 +42,7 @@ from hseg.losses import make_loss  # noqa: E402
 from hseg.params import Augment, load_params, train_config  # noqa: E402
 from hseg.prepare import load_cache  # noqa: E402
 from hseg.runtime import autocast, predict_logits, prepare_model  # noqa: E402
-from hseg.train import train_step  # noqa: E402
+from hseg.train import Learner, train_step  # noqa: E402
 
 ROOT = Path("data/pascal-part")
 
@@ -122,10 +122,12 @@ def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
     order = torch.randperm(n_train, generator=gen)
     batches = iter(range(10 ** 9))
 
+    learner = Learner(model, opt, scaler, loss_fn, gen, device)
+
     def pipeline_step():
         k = next(batches) % (n_train // args.batch)
         idx = order[k * args.batch:(k + 1) * args.batch]
-        train_step(model, opt, scaler, loss_fn, train_cache["images"], train_cache["masks"], idx, cfg, gen, device)
+        train_step(learner, train_cache["images"], train_cache["masks"], idx, cfg)
 
     def optimizer_step(net, opt, xb, yb, precision="fp32"):
         with autocast(device, precision):
@@ -183,7 +185,7 @@ def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
         "import sys, torch; sys.path.insert(0, '.');"
         "from hseg.params import load_params, train_config; from hseg.config import class_tree;"
         "from hseg.prepare import build_cache; from hseg.dataset import read_ids, read_classes;"
-        "from hseg.train import train_step; from hseg.models import build_model; from hseg.runtime import prepare_model;"
+        "from hseg.train import Learner, train_step; from hseg.models import build_model; from hseg.runtime import prepare_model;"
         "from hseg.losses import make_loss; sys.path.insert(0, 'benchmarks'); from bench import seed_like_config;"
         f"p = load_params(); cfg = seed_like_config(p, '{arch}-{encoder}-scratch', {args.batch});"
         "s = torch.amp.GradScaler('cpu', enabled=False);"
@@ -193,7 +195,8 @@ def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
         "o = torch.optim.Adam(m.parameters()); g = torch.Generator().manual_seed(0);"
         # touch every cached tensor, as a whole epoch plus validation would, so they count as resident
         "[t.max() for cache in (c, v) for t in cache.values() if isinstance(t, torch.Tensor) and t.numel()];"
-        f"[train_step(m, o, s, lf, c['images'], c['masks'], torch.arange(i*{args.batch}, (i+1)*{args.batch}), cfg, g, torch.device('cpu')) for i in range(3)]")
+        "l = Learner(m, o, s, lf, g, torch.device('cpu'));"
+        f"[train_step(l, c['images'], c['masks'], torch.arange(i*{args.batch}, (i+1)*{args.batch}), cfg) for i in range(3)]")
     return rows
 
 

@@ -47,6 +47,8 @@ def random_cache(n: int, size: int, full_size: tuple[int, int] | None, gen: torc
              "masks": torch.randint(0, len(LEAF_NAMES), (n, size, size), dtype=torch.uint8, generator=gen),
              "ids": [f"random_{k:06d}" for k in range(n)], "size": size, "leaf_names": LEAF_NAMES,
              "sizes": torch.tensor([full_size or (size, size)] * n, dtype=torch.int32)}
+    # counted at the cache size (prepare counts at original size); only class weighting reads them
+    cache["pixel_counts"] = torch.bincount(cache["masks"].flatten().long(), minlength=len(LEAF_NAMES))
     if full_size:
         h, w = full_size
         cache["offsets"] = torch.arange(n + 1, dtype=torch.int64) * h * w

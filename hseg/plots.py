@@ -128,12 +128,19 @@ def confusion_figure(cm: np.ndarray, names: list[str], title: str):
     return fig
 
 
-def iou_heatmap(table: dict, title: str):
-    """table: variant -> {(level, class): iou}; a classes x variants heat map."""
-    variants = list(table)
-    keys = list(next(iter(table.values())))
-    data = np.array([[table[v].get(key) if table[v].get(key) is not None else np.nan for v in variants]
-                     for key in keys], dtype=float)
+def iou_rows(scores: dict, tree: ClassTree) -> pd.DataFrame:
+    """One row per (variant, level, class) with its IoU (NaN where it has none), from the metrics JSONs."""
+    return pd.DataFrame([{"label": f"{v} L{k} {name}", "variant": v, "level": k, "class": name,
+                          "iou": scores[v][f"iou{k}"][name]}
+                         for v in scores for k, level in enumerate(tree.levels) for name in level.names])
+
+
+def iou_heatmap(rows: pd.DataFrame, title: str):
+    """A classes x variants heat map of ``iou_rows``' table, classes in tree order."""
+    variants = list(dict.fromkeys(rows["variant"]))
+    keys = list(dict.fromkeys(zip(rows["level"], rows["class"])))
+    data = (rows.pivot(index=["level", "class"], columns="variant", values="iou")
+            .reindex(index=pd.MultiIndex.from_tuples(keys), columns=variants).to_numpy(dtype=float))
     fig, ax = plt.subplots(figsize=(1.6 * len(variants) + 3, 0.4 * len(keys) + 1.5))
     im = ax.imshow(data, cmap="viridis", vmin=0, vmax=1, aspect="auto")
     for i in range(len(keys)):

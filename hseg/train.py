@@ -110,8 +110,22 @@ def validate(model, val_cache: dict, tree: ClassTree, loss_fn, mode: str, device
     return loss_sum.item() / n, {k: v for k, v in scores.items() if k.startswith("miou")}
 
 
-def train_step(model, optimizer, scaler, loss_fn, images: torch.Tensor, masks: torch.Tensor, idx: torch.Tensor,
-               cfg: TrainConfig, gen: torch.Generator, device, rank: int = 0, world: int = 1) -> float:
+@dataclasses.dataclass
+class Learner:
+    """What a training step reads and updates. ``model`` is the module to train (DDP-wrapped
+    and/or compiled); ``rank``/``world`` place this process in a DistributedDataParallel run."""
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    loss_fn: object
+    gen: torch.Generator
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+
+
+def train_step(learner: Learner, images: torch.Tensor, masks: torch.Tensor, idx: torch.Tensor,
+               cfg: TrainConfig) -> float:
     """One optimisation step on the global batch ``images[idx]``; returns the global mean loss.
 
     The augmentation of the whole global batch is drawn on every process (the same random
@@ -120,7 +134,9 @@ def train_step(model, optimizer, scaler, loss_fn, images: torch.Tensor, masks: t
     ``cfg.accumulate`` = A, each process's rows are split further into A micro-batches whose
     gradients are summed, so 1 process x A micro-batches sees exactly the BatchNorm batches
     that A processes see. DDP all-reduces gradients once, on the last micro-batch."""
-    draws = draw_augment(len(idx), cfg.augment, gen, cfg.crop, images.shape[-1])
+    model, optimizer, scaler, device, rank, world = (learner.model, learner.optimizer, learner.scaler,
+                                                     learner.device, learner.rank, learner.world)
+    draws = draw_augment(len(idx), cfg.augment, learner.gen, cfg.crop, images.shape[-1])
     stride = world * cfg.accumulate
     optimizer.zero_grad(set_to_none=True)
     total = torch.zeros((), device=device)
@@ -134,7 +150,7 @@ def train_step(model, optimizer, scaler, loss_fn, images: torch.Tensor, masks: t
         sync = model.no_sync() if dist.is_initialized() and j < cfg.accumulate - 1 else contextlib.nullcontext()
         with sync:
             with autocast(device, cfg.precision):
-                loss = loss_fn(model(x), y) / cfg.accumulate
+                loss = learner.loss_fn(model(x), y) / cfg.accumulate
             if not torch.isfinite(loss):
                 return float("nan") if torch.isnan(loss) else loss.item()  # stop before any update
             scaler.scale(loss).backward()
@@ -148,16 +164,14 @@ def train_step(model, optimizer, scaler, loss_fn, images: torch.Tensor, masks: t
     return total.item()
 
 
-def train_epoch(model, optimizer, scheduler, scaler, loss_fn, images, masks, cfg: TrainConfig, gen, device,
-                rank: int, world: int, steps: int, bar, epoch: int) -> dict:
+def train_epoch(learner: Learner, scheduler, images, masks, cfg: TrainConfig, steps: int, bar, epoch: int) -> dict:
     """One pass over a fresh shuffle of the training set; {"lr": the last step's rate, "train_loss"}."""
-    model.train()
-    order = torch.randperm(len(images), generator=gen)
+    learner.model.train()
+    order = torch.randperm(len(images), generator=learner.gen)
     loss_sum = 0.0
     for step in range(steps):
-        lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
-        loss = train_step(model, optimizer, scaler, loss_fn, images, masks,
-                          order[step * cfg.batch_size:(step + 1) * cfg.batch_size], cfg, gen, device, rank, world)
+        lr = learner.optimizer.param_groups[0]["lr"]  # the rate this step uses
+        loss = train_step(learner, images, masks, order[step * cfg.batch_size:(step + 1) * cfg.batch_size], cfg)
         if not math.isfinite(loss):
             raise UserError(f"{cfg.variant}: loss became {loss} at epoch {epoch + 1}, batch {step + 1}; "
                             f"lower train.lr (now {cfg.lr}) or use precision fp32. No model was written.")
@@ -269,6 +283,7 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
     gen = torch.Generator().manual_seed(cfg.seed)
     checkpoint = Checkpoint(resume_path, fingerprint(cfg, train_cache))
     start_epoch, history = checkpoint.restore(net, optimizer, scheduler, scaler, gen)
+    learner = Learner(model, optimizer, scaler, loss_fn, gen, device, rank, world)
     lead = rank == 0
     if lead and progress:
         print(f"{cfg.variant}: training on {device} with {world} process(es), precision {cfg.precision}")
@@ -283,8 +298,7 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         try:
-            row = {"epoch": epoch + 1, **train_epoch(model, optimizer, scheduler, scaler, loss_fn, images, masks,
-                                                     cfg, gen, device, rank, world, steps, bar, epoch)}
+            row = {"epoch": epoch + 1, **train_epoch(learner, scheduler, images, masks, cfg, steps, bar, epoch)}
         except UserError:
             bar.close()
             raise

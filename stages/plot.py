@@ -3,7 +3,6 @@ every variant's curves in plots/curves/{train,val}.csv (overlaid by dvc plots)."
 import json
 
 import numpy as np
-import pandas as pd
 
 from hseg import layout, plots
 from hseg.atomic import atomic_path
@@ -29,17 +28,10 @@ def main(args):
     scores = {v: json.loads(layout.metrics_file(v).read_text()) for v in variants}
     plots.save(plots.miou_bars(scores, tree), out / "miou_by_level.png", dpi)
 
-    table, rows = {}, []
-    for v in variants:
-        table[v] = {}
-        for k, level in enumerate(tree.levels):
-            for name in level.names:
-                iou = scores[v][f"iou{k}"][name]
-                table[v][(k, name)] = iou
-                rows.append({"label": f"{v} L{k} {name}", "variant": v, "level": k, "class": name, "iou": iou})
+    ious = plots.iou_rows(scores, tree)
     with atomic_path(layout.IOU_TABLE) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.4f")
-    plots.save(plots.iou_heatmap(table, "IoU per class, level and variant (val)"), out / "iou_per_class.png", dpi)
+        ious.to_csv(tmp, index=False, float_format="%.4f")
+    plots.save(plots.iou_heatmap(ious, "IoU per class, level and variant (val)"), out / "iou_per_class.png", dpi)
 
     n_grid = min(settings.grid_images, len(val["ids"]))
     n_worst = min(settings.worst_cases, len(val["ids"]))
