@@ -114,9 +114,10 @@ def _write(image: np.ndarray, leaf: np.ndarray, paths: list[Path], tree: ClassTr
 
 def predict_files(pairs: list[tuple[Path, Path]], weights: Path, out_dir: Path, *, batch_size: int = 4,
                   precision: str = "auto", device: str = "auto", fmt: str = "label", overlays: bool = True,
-                  progress: bool = True, timings: dict | None = None) -> list[str]:
+                  progress: bool = True, timings: dict | None = None, flip_tta: bool = False) -> list[str]:
     """Write predictions for ``pairs`` (from collect_images); returns the unreadable photos (skipped,
-    with a warning). ``timings``, if given, receives the seconds spent in each of STEPS."""
+    with a warning). ``timings``, if given, receives the seconds spent in each of STEPS. ``flip_tta``
+    averages each photo's logits with those of its mirror image (as evaluate.flip_tta does)."""
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r}: allowed values are {', '.join(FORMATS)}")
     dev = pick_device(device)
@@ -144,7 +145,8 @@ def predict_files(pairs: list[tuple[Path, Path]], weights: Path, out_dir: Path, 
             bar.update(len(pairs[lo:lo + batch_size]))
             continue
         start = time.perf_counter()
-        scores = leaf_scores(predict_logits(model, torch.from_numpy(np.stack(small)), dev, precision), tree, meta["mode"])
+        logits = predict_logits(model, torch.from_numpy(np.stack(small)), dev, precision, flip_tta)
+        scores = leaf_scores(logits, tree, meta["mode"])
         clock["model"] += time.perf_counter() - start
         for (image, paths), score in zip(batch, scores):
             start = time.perf_counter()
@@ -173,6 +175,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
                         help="auto: bf16 where the device has native bf16, else fp32 (fp16 on older GPUs)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--flip-tta", action="store_true",
+                        help="average with the mirrored photo's prediction (2x the model time)")
     parser.add_argument("--timings", action="store_true", help="print where the time went per photo")
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -186,7 +190,7 @@ def run(args) -> int:
     clock: dict = {}
     skipped = predict_files(pairs, weights, args.out, batch_size=args.batch_size, precision=args.precision,
                             device=args.device, fmt=args.format, overlays=not args.leaf_only,
-                            progress=not args.no_progress, timings=clock)
+                            progress=not args.no_progress, timings=clock, flip_tta=args.flip_tta)
     if args.timings:
         n = max(1, len(pairs) - len(skipped))
         print("seconds per photo: " + ", ".join(f"{k} {v / n:.3f}" for k, v in clock.items())

@@ -10,7 +10,8 @@ def scores_with(tree, value_of):
 
 
 def test_iou_table_and_heat_map_hold_every_class_of_every_level(tree):
-    scores = {"a": scores_with(tree, lambda k, name: 0.1 * k + len(name) / 100),
+    position = {name: i for level in tree.levels for i, name in enumerate(level.names)}
+    scores = {"a": scores_with(tree, lambda k, name: 0.1 * k + position[name] / 100),   # distinct per row
               "b": scores_with(tree, lambda k, name: None if name == "low_leg" else 0.5)}
     rows = iou_rows(scores, tree)
     n_classes = sum(len(level.names) for level in tree.levels)   # 2 + 3 + 7 for the Pascal-Part tree
@@ -18,7 +19,7 @@ def test_iou_table_and_heat_map_hold_every_class_of_every_level(tree):
     low_leg = rows[(rows["variant"] == "b") & (rows["class"] == "low_leg")]
     assert low_leg["level"].tolist() == [2] and np.isnan(low_leg["iou"].astype(float)).all()
     head_a = rows[(rows["variant"] == "a") & (rows["class"] == "head")]["iou"].item()
-    assert head_a == 0.2 + 4 / 100
+    assert head_a == 0.2 + position["head"] / 100
 
     fig = iou_heatmap(rows, "t")
     data = fig.axes[0].images[0].get_array()

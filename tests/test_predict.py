@@ -14,7 +14,7 @@ from PIL import Image
 from hseg.colours import level_palette, node_colours
 from hseg.errors import UserError
 from hseg.params import train_config
-from hseg.predict import collect_images, predict_files
+from hseg.predict import collect_images, parser, predict_files, run
 from hseg.runtime import upsample_argmax
 from hseg.train import _build, _save_weights
 from hseg.tree import build_tree
@@ -97,8 +97,29 @@ def test_colour_format_and_leaf_only(weights, tmp_path):
         predict_files(collect_images([tmp_path / "in"]), weights, tmp_path / "o2", fmt="grey", progress=False)
 
 
+def test_flip_tta_makes_the_prediction_mirror_symmetric(weights, tmp_path):
+    # averaging f(x) with mirror(f(mirror x)) makes the map of a mirrored photo the mirrored map exactly;
+    # a single pass of an (untrained) network has no such symmetry. 64x64 = the model's size: no resizing.
+    pixels = photo(tmp_path / "in" / "a.png", 64, 64, seed=3)
+    Image.fromarray(np.ascontiguousarray(pixels[:, ::-1])).save(tmp_path / "in" / "b.png")
+
+    def leaf_maps(out):
+        return [np.array(Image.open(tmp_path / out / f"{name}.png")) for name in "ab"]
+
+    predict_files(collect_images([tmp_path / "in"]), weights, tmp_path / "plain", overlays=False,
+                  precision="fp32", progress=False)
+    a, b = leaf_maps("plain")
+    assert len(np.unique(a)) > 1, "the untrained test model predicts one class: the check below would prove nothing"
+    assert not np.array_equal(a[:, ::-1], b)
+    # through the command line, as a user asks for it
+    assert run(parser().parse_args(["--weights", str(weights), str(tmp_path / "in"), "-o", str(tmp_path / "tta"),
+                                    "--leaf-only", "--precision", "fp32", "--flip-tta", "--no-progress"])) == 0
+    a, b = leaf_maps("tta")
+    assert np.array_equal(a[:, ::-1], b)
+
+
 def peak_rss_mb(weights, folder: Path, out: Path) -> float:
-    code = ("import sys; from pathlib import Path; from hseg.predict import collect_images, predict_files;"
+    code = ("import sys; from pathlib import Path; from hseg.predict import collect_images, parser, predict_files, run;"
             f"predict_files(collect_images([Path({str(folder)!r})]), Path({str(weights)!r}), Path({str(out)!r}),"
             " progress=False);"
             "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")

@@ -13,7 +13,7 @@ import yaml
 from hseg.augment import augment_batch
 from hseg.errors import UserError
 from hseg.losses import SegLoss, class_weights, make_loss
-from hseg.params import Augment, deep_merge, prepare_settings, train_config
+from hseg.params import Augment, deep_merge, prepare_settings, study_variants, train_config
 from hseg.train import LrFactor, check_batching
 from hseg.tree import IGNORE
 
@@ -58,9 +58,28 @@ def test_readme_original_recipe_command_sets_exactly_the_study_values(params):
                                "weights": ["scratch", "imagenet"]}
 
 
+@pytest.mark.parametrize("name", ["quick", "hour"])
+def test_readme_study_commands_set_existing_keys_to_valid_values(params, name):
+    command = readme_command(name)
+    for setting in re.findall(r"-S '?([^' ]+)", command):   # a mistyped key would be a new one
+        node = params
+        for part in setting.split("=", 1)[0].split("."):
+            assert part in node, f"README's {name} command sets {setting}, which params.yaml does not have"
+            node = node[part]
+    params = apply_overrides(params, command)
+    variants = study_variants(params)
+    assert variants and all(v.endswith("-scratch") for v in variants)
+    for variant in variants:    # validates every value the train stage will read
+        cfg = train_config(params, variant)
+        check_batching(cfg, cfg.processes, 2826)                  # the real train split's size
+        assert cfg.crop == 0 and cfg.class_weights == "inverse_sqrt"
+    assert prepare_settings(params).size % 32 == 0
+
+
 def test_default_recipe_is_the_improved_one(params):
     cfg = train_config(params, VARIANT)
     assert cfg.loss_weights["dice"] > 0 and cfg.schedule == "warmup_cosine" and cfg.optimizer == "adamw"
+    assert cfg.class_weights == "inverse_sqrt"
     assert 0 < cfg.crop < prepare_settings(params).size and cfg.augment.scale != (1.0, 1.0)
 
 
