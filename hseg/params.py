@@ -5,6 +5,7 @@ the bad value and what is allowed.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -18,12 +19,22 @@ LOSSES = ("flat", "tree")
 SIZE_MULTIPLE = 32  # smp encoders downsample 5 times
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where `1e-06` (no dot) is a string; DVC writes params with ruamel
+    (YAML 1.2), e.g. `-S train.scheduler.eta_min=1.0e-6` becomes `eta_min: 1e-06`. Read it as 1.2 does."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789."))
+
+
 def load_params(path: str | Path = "params.yaml") -> dict:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} not found: run from the repository root or pass --params")
     try:
-        params = yaml.safe_load(path.read_text())
+        params = yaml.load(path.read_text(), Loader=_Yaml12Loader)
     except yaml.YAMLError as exc:
         raise UserError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(params, dict):

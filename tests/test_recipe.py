@@ -13,7 +13,7 @@ import yaml
 from hseg.augment import augment_batch
 from hseg.errors import UserError
 from hseg.losses import SegLoss, class_weights, make_loss
-from hseg.params import Augment, deep_merge, prepare_settings, study_variants, train_config
+from hseg.params import Augment, deep_merge, load_params, prepare_settings, study_variants, train_config
 from hseg.train import LrFactor, check_batching
 from hseg.tree import IGNORE
 
@@ -23,19 +23,14 @@ VARIANT = "unet-resnet34-scratch"
 
 # --- the original study's recipe stays one command away ------------------------------------------
 
-def apply_overrides(params: dict, command: str) -> dict:
-    """What `dvc exp run -S key=value ...` does to params.yaml: set dotted keys to YAML values."""
+def apply_overrides(params: dict, command: str, folder: Path) -> dict:
+    """params after DVC's own `-S` handling (Hydra's override grammar) of ``command``'s settings."""
+    from dvc.utils.hydra import apply_overrides as dvc_apply_overrides
     words = shlex.split(command)
-    for flag, setting in zip(words, words[1:]):
-        if flag != "-S":
-            continue
-        key, value = setting.split("=", 1)
-        node = params
-        *path, last = key.split(".")
-        for part in path:
-            node = node[part]
-        node[last] = yaml.safe_load(value)
-    return params
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc_apply_overrides(str(path), [setting for flag, setting in zip(words, words[1:]) if flag == "-S"])
+    return load_params(path)   # as the stages read it
 
 
 def readme_command(name: str) -> str:
@@ -45,8 +40,8 @@ def readme_command(name: str) -> str:
     return match.group(0)
 
 
-def test_readme_original_recipe_command_sets_exactly_the_study_values(params):
-    params = apply_overrides(params, readme_command("original"))
+def test_readme_original_recipe_command_sets_exactly_the_study_values(params, tmp_path):
+    params = apply_overrides(params, readme_command("original"), tmp_path)
     cfg = train_config(params, VARIANT)
     assert prepare_settings(params).size == 256
     assert (cfg.epochs, cfg.batch_size, cfg.crop, cfg.optimizer, cfg.lr, cfg.weight_decay) == (20, 16, 0, "adam", 1e-3, 0)
@@ -59,14 +54,14 @@ def test_readme_original_recipe_command_sets_exactly_the_study_values(params):
 
 
 @pytest.mark.parametrize("name", ["quick", "hour"])
-def test_readme_study_commands_set_existing_keys_to_valid_values(params, name):
+def test_readme_study_commands_set_existing_keys_to_valid_values(params, name, tmp_path):
     command = readme_command(name)
     for setting in re.findall(r"-S '?([^' ]+)", command):   # a mistyped key would be a new one
         node = params
         for part in setting.split("=", 1)[0].split("."):
             assert part in node, f"README's {name} command sets {setting}, which params.yaml does not have"
             node = node[part]
-    params = apply_overrides(params, command)
+    params = apply_overrides(params, command, tmp_path)
     variants = study_variants(params)
     assert variants and all(v.endswith("-scratch") for v in variants)
     for variant in variants:    # validates every value the train stage will read
@@ -74,6 +69,15 @@ def test_readme_study_commands_set_existing_keys_to_valid_values(params, name):
         check_batching(cfg, cfg.processes, 2826)                  # the real train split's size
         assert cfg.crop == 0 and cfg.class_weights == "inverse_sqrt"
     assert prepare_settings(params).size % 32 == 0
+
+
+def test_readme_variant_override_example_works_through_dvc(params, tmp_path):
+    example = re.search(r"`(dvc exp run -S '\+\+variants[^`]+)`", (ROOT / "README.md").read_text()).group(1)
+    params = apply_overrides(params, example, tmp_path)
+    cfg = train_config(params, VARIANT)
+    assert cfg.lr == 0.0005 and cfg.warmup_epochs == 2
+    assert cfg.schedule == params["train"]["scheduler"]["name"]          # the other scheduler keys kept
+    assert train_config(params, "unet-resnet50-scratch").lr == params["train"]["lr"]
 
 
 def test_default_recipe_is_the_improved_one(params):
