@@ -15,18 +15,22 @@ from .hierarchy import level_targets, split_levels, tree_min_loss
 from .tree import IGNORE, ClassTree
 
 
+# class_weights scheme -> the power p in w_c ~ share_c ** -p
+WEIGHT_POWERS = {"inverse_sqrt": 0.5, "inverse": 1.0}
+
+
 def class_weights(pixel_counts, scheme: str) -> torch.Tensor | None:
     """Cross-entropy weights from a split's pixel counts per class.
 
-    ``inverse_sqrt``: w_c proportional to 1 / sqrt(share of class c), scaled to mean 1,
-    so rare parts (arms, legs) weigh more without drowning the background.
-    A class with no pixels gets the largest weight of the others."""
+    ``inverse_sqrt``: w_c proportional to 1 / sqrt(share of class c); ``inverse``: to
+    1 / share (rare parts weigh far more). Scaled to mean 1. A class with no pixels
+    gets the largest weight of the others."""
     if scheme == "none":
         return None
     counts = np.asarray(pixel_counts, dtype=np.float64)
     share = counts / counts.sum()
     w = np.zeros_like(share)
-    w[share > 0] = 1 / np.sqrt(share[share > 0])
+    w[share > 0] = share[share > 0] ** -WEIGHT_POWERS[scheme]
     w[share == 0] = w.max()
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 

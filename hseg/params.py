@@ -178,7 +178,7 @@ class TrainConfig:
     device: str
     loss: str
     loss_weights: dict       # term -> weight, terms from LOSS_TERMS
-    class_weights: str       # none | inverse_sqrt
+    class_weights: str       # none | inverse_sqrt | inverse
     tree_weight: float
     tree_gamma: float
     val_every: int
@@ -191,7 +191,7 @@ class TrainConfig:
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("warmup_cosine", "cosine_restarts")
 LOSS_TERMS = ("ce", "dice", "lovasz", "focal")
-CLASS_WEIGHTS = ("none", "inverse_sqrt")
+CLASS_WEIGHTS = ("none", "inverse_sqrt", "inverse")
 
 
 def deep_merge(base: dict, override: dict) -> dict:

@@ -169,6 +169,13 @@ def test_inverse_sqrt_class_weights_by_hand():
     assert class_weights([1, 2], "none") is None
 
 
+def test_inverse_class_weights_by_hand():
+    # shares 0.64, 0.32, 0.04 -> 1/share = 1.5625, 3.125, 25; the empty class gets 25
+    w = class_weights([64, 32, 4, 0], "inverse").numpy()
+    raw = np.array([1.5625, 3.125, 25.0, 25.0])
+    assert w == pytest.approx(raw / raw.mean(), rel=1e-6)
+
+
 def test_class_weights_reach_the_cross_entropy(tree):
     torch.manual_seed(3)
     logits, labels = torch.randn(2, 7, 4, 4), torch.randint(0, 7, (2, 4, 4))
@@ -270,7 +277,7 @@ def test_variant_overrides_merge_deeply(params):
     ("loss_weights", {"tversky": 1}, "unknown key(s) ['tversky']"),
     ("crop", 100, "train.crop = 100: the models need a multiple of 32"),
     ("optimizer", "sgd", "train.optimizer = 'sgd': allowed values are adam, adamw"),
-    ("class_weights", "inverse", "allowed values are none, inverse_sqrt"),
+    ("class_weights", "inverse_log", "allowed values are none, inverse_sqrt, inverse"),
     ("scheduler", {"name": "step"}, "train.scheduler.name = 'step'"),
     ("compile", 1, "train.compile = 1: must be true or false"),
 ])
