@@ -1,4 +1,5 @@
-"""Training losses: a weighted sum of cross-entropy and smp's region losses, flat or per tree level.
+"""Training losses: a weighted sum of cross-entropy and region losses (smp's Dice and Focal, a batched
+Lovasz-softmax), flat or per tree level.
 
 Every term skips pixels labelled IGNORE (from outside the image after a zoom-out
 or a shift). Class weights, if asked for, weight the cross-entropy term only.
@@ -8,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from segmentation_models_pytorch.losses import DiceLoss, FocalLoss, LovaszLoss
+from segmentation_models_pytorch.losses import DiceLoss, FocalLoss
 
 from .errors import UserError
 from .hierarchy import level_targets, split_levels, tree_min_loss
@@ -35,13 +36,37 @@ def class_weights(pixel_counts, scheme: str) -> torch.Tensor | None:
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
+def lovasz_softmax(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The Lovasz-softmax loss over the batch's non-IGNORE pixels, mean over the classes present.
+
+    Same values and gradients as smp's ``LovaszLoss("multiclass")`` (tests/test_recipe.py), but all
+    classes are sorted in one batched call instead of one sort per class: 1.6x faster on CPU
+    (benchmarks/lovasz.py), which matters because the sort is most of its cost."""
+    n_cls = logits.shape[1]
+    probas = logits.softmax(1).movedim(1, -1).reshape(-1, n_cls)
+    labels = labels.reshape(-1)
+    keep = labels != IGNORE
+    probas, labels = probas[keep], labels[keep]
+    fg = F.one_hot(labels, n_cls).T.to(probas.dtype)           # (C, P)
+    present = fg.sum(1) > 0
+    if not present.any():
+        return logits.sum() * 0.0
+    fg = fg[present]
+    errors_sorted, perm = (fg - probas.T[present]).abs().sort(dim=1, descending=True)
+    fg_sorted = fg.gather(1, perm)
+    total = fg_sorted.sum(1, keepdim=True)
+    jaccard = 1 - (total - fg_sorted.cumsum(1)) / (total + (1 - fg_sorted).cumsum(1))
+    grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], 1)  # Lovasz extension's gradient
+    return (errors_sorted * grad).sum(1).mean()
+
+
 class SegLoss:
     """sum_t weight_t * loss_t(logits, labels) over the terms of ``weights`` (ce, dice, lovasz, focal)."""
 
     def __init__(self, weights: dict, ce_weight: torch.Tensor | None = None):
         self.ce_weight = ce_weight
         region = {"dice": DiceLoss("multiclass", ignore_index=IGNORE),
-                  "lovasz": LovaszLoss("multiclass", ignore_index=IGNORE),
+                  "lovasz": lovasz_softmax,
                   "focal": FocalLoss("multiclass", ignore_index=IGNORE)}
         self.terms = [(w, self._ce if name == "ce" else region[name]) for name, w in weights.items() if w]
 

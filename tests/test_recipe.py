@@ -9,10 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from segmentation_models_pytorch.losses import LovaszLoss
 
 from hseg.augment import augment_batch
 from hseg.errors import UserError
-from hseg.losses import SegLoss, class_weights, make_loss
+from hseg.losses import SegLoss, class_weights, lovasz_softmax, make_loss
 from hseg.params import Augment, deep_merge, load_params, prepare_settings, study_variants, train_config
 from hseg.train import LrFactor, check_batching
 from hseg.tree import IGNORE
@@ -139,6 +140,31 @@ def test_dice_term_matches_a_hand_computed_dice():
     dice0 = 2 * p0.sum() / (p0.sum() + 2)  # class 0: intersection 1.0, |p| 1.0, |t| 2
     # class 1 has no true pixel in the batch: it counts as 0 in the mean over the two classes
     assert SegLoss({"dice": 1.0})(logits, labels).item() == pytest.approx((1 - dice0.item() + 0) / 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("shape, absent", [((4, 7, 24, 24), 3), ((1, 3, 5, 5), None)])
+def test_batched_lovasz_matches_smp_in_value_and_gradient(shape, absent):
+    torch.manual_seed(5)
+    logits = torch.randn(*shape, requires_grad=True)
+    labels = torch.randint(0, shape[1], (shape[0], *shape[2:]))
+    labels[..., :2] = IGNORE
+    if absent is not None:
+        labels[labels == absent] = 0  # a class with no pixel is left out of the mean
+    ours = lovasz_softmax(logits, labels)
+    theirs = LovaszLoss("multiclass", ignore_index=IGNORE)(logits, labels)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-6)
+    g_ours, = torch.autograd.grad(ours, logits)
+    g_theirs, = torch.autograd.grad(theirs, logits)
+    torch.testing.assert_close(g_ours, g_theirs, rtol=1e-5, atol=1e-7)
+
+
+def test_lovasz_by_hand():
+    """Two pixels, both class 0, p0 = (0.25, 0.75). Class 0: errors 0.75, 0.25 (sorted), Jaccard
+    loss after 1 and 2 errors 1/2 and 1 -> 0.75 * 0.5 + 0.25 * 0.5 = 0.5. Class 1 is absent: skipped."""
+    logits = torch.tensor([[[[0.0, math.log(3)]], [[math.log(3), 0.0]]]])
+    labels = torch.tensor([[[0, 0]]])
+    assert lovasz_softmax(logits, labels).item() == pytest.approx(0.5, rel=1e-6)
+    assert lovasz_softmax(logits, torch.full_like(labels, IGNORE)).item() == 0.0
 
 
 @pytest.mark.parametrize("term", ["ce", "dice", "lovasz", "focal"])

@@ -247,3 +247,32 @@ def test_deeplab_trains_when_the_split_leaves_a_remainder_of_one(workdir, tree, 
     last = train_variant(cfg, tree, load(workdir, "train"), load(workdir, "val"), weights_out=tmp_path / "w.pt",
                          live_dir=tmp_path / "live", resume_path=tmp_path / "r.pt", progress=False)
     assert last["epoch"] == 1 and np.isfinite(last["train_loss"])
+
+
+class _MirrorAveraged(torch.nn.Module):
+    """Flip TTA written out independently: the mean of the logits of x and of mirrored x, flipped back."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return (self.model(x) + torch.flip(self.model(torch.flip(x, dims=[3])), dims=[3])) / 2
+
+
+def test_evaluate_flip_tta_scores_the_mirror_averaged_logits(workdir, tree):
+    from hseg.evaluate import evaluate_model
+    from hseg.models import load_checkpoint
+    weights = workdir / "models" / f"{VARIANT}.pt"
+    if not weights.exists():
+        assert stage(workdir, "stages.train", VARIANT, "--no-progress").wait(timeout=300) == 0
+    model, meta = load_checkpoint(weights)
+    val = load(workdir, "val")
+    device = torch.device("cpu")
+
+    def confusion(net, flip_tta):
+        return evaluate_model(net, meta["mode"], val, tree, device, "fp32", 4, False, flip_tta)[1]["confusion"]
+
+    with_tta = confusion(model, True)
+    assert not np.array_equal(with_tta, confusion(model, False))  # precondition: TTA changes some pixel
+    np.testing.assert_array_equal(with_tta, confusion(_MirrorAveraged(model).eval(), False))
