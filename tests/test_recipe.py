@@ -14,7 +14,8 @@ from segmentation_models_pytorch.losses import LovaszLoss
 from hseg.augment import augment_batch
 from hseg.errors import UserError
 from hseg.losses import SegLoss, class_weights, lovasz_softmax, make_loss
-from hseg.params import Augment, deep_merge, load_params, prepare_settings, study_variants, train_config
+from hseg.params import (Augment, deep_merge, evaluate_settings, load_params, prepare_settings, study_variants,
+                         train_config)
 from hseg.train import LrFactor, check_batching
 from hseg.tree import IGNORE
 
@@ -70,6 +71,7 @@ def test_readme_study_commands_set_existing_keys_to_valid_values(params, name, t
         check_batching(cfg, cfg.processes, 2826)                  # the real train split's size
         assert cfg.crop == 0 and cfg.class_weights == "inverse_sqrt"
     assert prepare_settings(params).size % 32 == 0
+    assert evaluate_settings(params).flip_tta          # both are scored with flip TTA, as the README says
 
 
 def test_readme_variant_override_example_works_through_dvc(params, tmp_path):
@@ -202,6 +204,21 @@ def test_inverse_class_weights_by_hand():
     assert w == pytest.approx(raw / raw.mean(), rel=1e-6)
 
 
+def test_every_class_weights_value_params_accept_has_a_scheme():
+    from hseg.losses import WEIGHT_POWERS
+    from hseg.params import CLASS_WEIGHTS
+    assert set(CLASS_WEIGHTS) == {"none", *WEIGHT_POWERS}
+
+
+def test_lovasz_in_bf16_equals_float32():
+    """The loss upcasts: bf16 logits give the float32 value of the same (bf16-rounded) logits."""
+    torch.manual_seed(6)
+    logits = torch.randn(2, 7, 24, 24).bfloat16()
+    labels = torch.randint(0, 7, (2, 24, 24), dtype=torch.uint8)
+    assert lovasz_softmax(logits, labels).item() == pytest.approx(
+        LovaszLoss("multiclass", ignore_index=IGNORE)(logits.float(), labels.long()).item(), rel=1e-6)
+
+
 def test_class_weights_reach_the_cross_entropy(tree):
     torch.manual_seed(3)
     logits, labels = torch.randn(2, 7, 4, 4), torch.randint(0, 7, (2, 4, 4))
@@ -216,9 +233,10 @@ def test_tree_mode_applies_the_terms_per_level(tree):
     torch.manual_seed(4)
     outputs, labels = torch.randn(2, 12, 4, 4), torch.randint(0, 7, (2, 4, 4))
     labels[0, 0] = IGNORE
-    loss = make_loss(tree, "tree", {"ce": 1.0, "dice": 1.0}, tree_weight=0.5)(outputs, labels)
+    loss = make_loss(tree, "tree", {"ce": 1.0, "dice": 1.0, "lovasz": 1.0}, tree_weight=0.5)(outputs, labels)
     targets = level_targets(labels, tree)
     expected = sum(F.cross_entropy(g, t, ignore_index=IGNORE) + SegLoss({"dice": 1.0})(g, t)
+                   + LovaszLoss("multiclass", ignore_index=IGNORE)(g, t)
                    for g, t in zip(split_levels(outputs, tree), targets))
     expected = expected + 0.5 * tree_min_loss(outputs, targets, tree)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
@@ -299,7 +317,7 @@ def test_variant_overrides_merge_deeply(params):
     ("augment", {"hflip": "false"}, "train.augment.hflip = 'false': must be true or false"),
     ("augment", {"scale": [2.0, 0.5]}, "train.augment.scale = [2.0, 0.5]: must be a zoom range"),
     ("augment", {"scale": 0.25}, "train.augment.scale = 0.25"),
-    ("loss_weights", {"ce": 0, "dice": 0}, "at least one term"),
+    ("loss_weights", {"ce": 0, "dice": 0, "lovasz": 0}, "at least one term"),
     ("loss_weights", {"tversky": 1}, "unknown key(s) ['tversky']"),
     ("crop", 100, "train.crop = 100: the models need a multiple of 32"),
     ("optimizer", "sgd", "train.optimizer = 'sgd': allowed values are adam, adamw"),

@@ -167,8 +167,9 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(workdir):
 def test_tree_mode_checkpoint_evaluates_and_predicts(workdir, tree, tmp_path):
     """A tree-mode model (12 outputs) goes through evaluate and predict; path inference keeps
     every pixel consistent with the tree."""
-    from hseg.evaluate import evaluate_model
+    from hseg.evaluate import evaluate_model, evaluate_weights
     from hseg.models import load_checkpoint
+    from hseg.params import evaluate_settings
     from hseg.predict import collect_images, predict_files
 
     train_once(workdir, tree, tmp_path, epochs=1, loss="tree")
@@ -261,8 +262,9 @@ class _MirrorAveraged(torch.nn.Module):
 
 
 def test_evaluate_flip_tta_scores_the_mirror_averaged_logits(workdir, tree):
-    from hseg.evaluate import evaluate_model
+    from hseg.evaluate import evaluate_model, evaluate_weights
     from hseg.models import load_checkpoint
+    from hseg.params import evaluate_settings
     weights = workdir / "models" / f"{VARIANT}.pt"
     if not weights.exists():
         assert stage(workdir, "stages.train", VARIANT, "--no-progress").wait(timeout=300) == 0
@@ -276,3 +278,7 @@ def test_evaluate_flip_tta_scores_the_mirror_averaged_logits(workdir, tree):
     with_tta = confusion(model, True)
     assert not np.array_equal(with_tta, confusion(model, False))  # precondition: TTA changes some pixel
     np.testing.assert_array_equal(with_tta, confusion(_MirrorAveraged(model).eval(), False))
+    # and params' evaluate.flip_tta is what the evaluate stage passes on
+    settings = evaluate_settings({"evaluate": {"flip_tta": True, "precision": "fp32", "batch_size": 4,
+                                               "device": "cpu"}})
+    np.testing.assert_array_equal(with_tta, evaluate_weights(weights, val, tree, settings, False)[1]["confusion"])
