@@ -88,8 +88,11 @@ class LrFactor:
 
 
 def make_optimizer(cfg: TrainConfig, net: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adam(W) with torch's fused kernel: the same update as the default per-parameter loop, but
+    on CPU 5-8x faster (83 -> 17 ms a step for 24 M parameters, benchmarks/optimizer.py), which
+    is 12-15 % of a 96 px training step."""
     kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return kind(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return kind(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
 def validate(model, val_cache: dict, tree: ClassTree, loss_fn, mode: str, device, precision: str,

@@ -120,6 +120,35 @@ def test_cosine_restarts_matches_torch_warm_restarts_stepped_per_batch(params):
         theirs_s.step((step + 1) / 7)
 
 
+@pytest.mark.parametrize("kind", ["adamw", "adam"])
+def test_optimizer_steps_match_adam_by_hand(params, kind):
+    """Two steps of make_optimizer's (fused) Adam/AdamW against the update rule written out:
+    m, v running moments with bias correction; AdamW decays the weights apart from the gradient,
+    Adam adds weight_decay * p to the gradient."""
+    from hseg.train import make_optimizer
+    params["train"].update(optimizer=kind, lr=0.1, weight_decay=0.01)
+    cfg = train_config(params, VARIANT)
+    net = torch.nn.Linear(3, 2)
+    p0 = [t.detach().clone().double() for t in net.parameters()]
+    opt = make_optimizer(cfg, net)
+    grads = [[torch.randn_like(t).double() for t in p0] for _ in range(2)]
+    ps, m, v = p0, [0 * t for t in p0], [0 * t for t in p0]
+    b1, b2, eps, lr, wd = 0.9, 0.999, 1e-8, 0.1, 0.01
+    for k, g in enumerate(grads, start=1):
+        for t, gt in zip(net.parameters(), g):
+            t.grad = gt.float()
+        opt.step()
+        g = [gt + wd * pt for gt, pt in zip(g, ps)] if kind == "adam" else g
+        base = [pt * (1 - lr * wd) for pt in ps] if kind == "adamw" else ps
+        m = [b1 * mt + (1 - b1) * gt for mt, gt in zip(m, g)]
+        v = [b2 * vt + (1 - b2) * gt * gt for vt, gt in zip(v, g)]
+        ps = [bt - lr * (mt / (1 - b1 ** k)) / ((vt / (1 - b2 ** k)).sqrt() + eps)
+              for bt, mt, vt in zip(base, m, v)]
+        for t, want in zip(net.parameters(), ps):
+            assert torch.allclose(t.detach().double(), want, atol=1e-6)
+    assert opt.defaults["fused"]
+
+
 # --- losses --------------------------------------------------------------------------------------
 
 def test_ce_term_is_torch_cross_entropy_and_skips_ignored_pixels():
