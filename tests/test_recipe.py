@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from segmentation_models_pytorch.losses import LovaszLoss
+from segmentation_models_pytorch.losses import FocalLoss, LovaszLoss
 
 from hseg.augment import augment_batch
 from hseg.errors import UserError
-from hseg.losses import SegLoss, class_weights, lovasz_softmax, make_loss
+from hseg.losses import SegLoss, class_weights, focal_loss, lovasz_softmax, make_loss
 from hseg.params import (Augment, deep_merge, evaluate_settings, load_params, prepare_settings, study_variants,
                          train_config)
 from hseg.train import LrFactor, check_batching
@@ -196,6 +196,35 @@ def test_lovasz_by_hand():
     labels = torch.tensor([[[0, 0]]])
     assert lovasz_softmax(logits, labels).item() == pytest.approx(0.5, rel=1e-6)
     assert lovasz_softmax(logits, torch.full_like(labels, IGNORE)).item() == 0.0
+
+
+@pytest.mark.parametrize("shape, gamma", [((4, 7, 24, 24), 2.0), ((1, 3, 5, 5), 1.0)])
+def test_batched_focal_matches_smp_in_value_and_gradient(shape, gamma):
+    torch.manual_seed(6)
+    logits = torch.randn(*shape, requires_grad=True)
+    labels = torch.randint(0, shape[1], (shape[0], *shape[2:]))
+    labels[..., :2] = IGNORE
+    ours = focal_loss(logits, labels, gamma)
+    theirs = FocalLoss("multiclass", gamma=gamma, ignore_index=IGNORE)(logits, labels)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-6)
+    g_ours, = torch.autograd.grad(ours, logits)
+    g_theirs, = torch.autograd.grad(theirs, logits)
+    torch.testing.assert_close(g_ours, g_theirs, rtol=1e-5, atol=1e-8)
+    assert focal_loss(logits, torch.full_like(labels, IGNORE)).item() == 0.0
+
+
+def test_focal_term_by_hand():
+    """smp's multiclass Focal loss: for each class a one-vs-rest binary focal loss on that class's
+    logit, (1 - p_t)^2 * BCE, averaged over pixels, then over classes. Two pixels, both class 0,
+    logits (0, ln 3) and (ln 3, 0): sigmoids 0.5 and 0.75."""
+    logits = torch.tensor([[[[0.0, math.log(3)]], [[math.log(3), 0.0]]]])
+    labels = torch.tensor([[[0, 0]]])
+
+    def focal(p_true):  # p_true: the sigmoid's probability of the true binary label
+        return (1 - p_true) ** 2 * -math.log(p_true)
+    class0 = (focal(0.5) + focal(0.75)) / 2      # target 1 at both pixels
+    class1 = (focal(1 - 0.75) + focal(0.5)) / 2  # target 0 at both pixels
+    assert SegLoss({"focal": 1.0})(logits, labels).item() == pytest.approx((class0 + class1) / 2, rel=1e-5)
 
 
 @pytest.mark.parametrize("term", ["ce", "dice", "lovasz", "focal"])
