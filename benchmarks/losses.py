@@ -6,6 +6,7 @@
 For each loss: ms per forward + backward of smp's version and of hseg's, their ratio, and the
 largest difference of the two losses' values and gradients on the same random batch (they compute
 the same function). Also times CE + Dice alone, for the share a term adds to a loss evaluation.
+All five are timed in turn, one call each round, so machine drift hits them alike.
 """
 from __future__ import annotations
 
@@ -23,13 +24,15 @@ from hseg.losses import SegLoss, focal_loss, lovasz_softmax  # noqa: E402
 from hseg.tree import IGNORE  # noqa: E402
 
 
-def ms_per_call(fn, logits, labels, repeats: int) -> float:
-    for _ in range(2):  # warm-up
-        fn(logits, labels).backward()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn(logits, labels).backward()
-    return (time.perf_counter() - start) / repeats * 1000
+def ms_per_call(fns: dict, logits, labels, repeats: int) -> dict:
+    """ms per forward + backward of each loss, calling them in turn so machine drift hits all alike."""
+    spent = dict.fromkeys(fns, 0.0)
+    for k in range(repeats + 1):  # round 0 warms up
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn(logits, labels).backward()
+            spent[name] += (time.perf_counter() - start) if k else 0.0
+    return {name: s / repeats * 1000 for name, s in spent.items()}
 
 
 def main(argv=None) -> None:
@@ -49,13 +52,15 @@ def main(argv=None) -> None:
         labels = torch.randint(0, args.classes, (args.batch, size, size))
         labels[:, :size // 16] = IGNORE
         shape = f"{args.batch}x{args.classes}x{size}x{size}"
-        print(f"{shape}: CE + Dice {ms_per_call(ce_dice, logits, labels, args.repeats):.1f} ms", flush=True)
+        fns = {"CE + Dice": ce_dice, **{f"smp {n}": pair[0] for n, pair in pairs.items()},
+               **{f"hseg {n}": pair[1] for n, pair in pairs.items()}}
+        ms = ms_per_call(fns, logits, labels, args.repeats)
+        print(f"{shape}: CE + Dice {ms['CE + Dice']:.1f} ms", flush=True)
         for name, (theirs_fn, ours_fn) in pairs.items():
             ours, theirs = ours_fn(logits, labels), theirs_fn(logits, labels)
             g_ours, = torch.autograd.grad(ours, logits)
             g_theirs, = torch.autograd.grad(theirs, logits)
-            t_smp = ms_per_call(theirs_fn, logits, labels, args.repeats)
-            t_ours = ms_per_call(ours_fn, logits, labels, args.repeats)
+            t_smp, t_ours = ms[f"smp {name}"], ms[f"hseg {name}"]
             print(f"{shape}: smp {name}Loss {t_smp:.1f} ms, hseg's {t_ours:.1f} ms ({t_smp / t_ours:.2f}x); "
                   f"|value diff| {abs(ours.item() - theirs.item()):.1e}, max |grad diff| "
                   f"{(g_ours - g_theirs).abs().max().item():.1e}", flush=True)

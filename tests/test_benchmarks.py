@@ -55,3 +55,19 @@ def test_study_timing_on_prepared_caches(tmp_path, params, dataset):
     (result,) = json.loads((tmp_path / "t.json").read_text())["variants"]
     assert result["train_img_s"] == pytest.approx(6 / result["train_s"])  # the dataset's 6 train images
     assert "real data" in done.stdout
+
+
+def test_loss_benchmark_prints_the_same_values_for_smp_and_hseg():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "losses.py"), "--sizes", "16", "--batch", "2",
+                           "--repeats", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if "smp " in line]
+    assert len(rows) == 2 and all("|value diff| " in r for r in rows)
+    assert all(float(r.split("|value diff| ")[1].split(",")[0]) < 1e-5 for r in rows)
+
+
+def test_optimizer_benchmark_times_both_implementations():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "optimizer.py"), "--models", "unet-resnet34",
+                           "--size", "32", "--batch", "2", "--steps", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "unet-resnet34: default " in done.stdout and "fused steps are" in done.stdout

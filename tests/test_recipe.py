@@ -128,6 +128,7 @@ def test_optimizer_steps_match_adam_by_hand(params, kind):
     from hseg.train import make_optimizer
     params["train"].update(optimizer=kind, lr=0.1, weight_decay=0.01)
     cfg = train_config(params, VARIANT)
+    torch.manual_seed(8)
     net = torch.nn.Linear(3, 2)
     p0 = [t.detach().clone().double() for t in net.parameters()]
     opt = make_optimizer(cfg, net)
@@ -147,6 +148,30 @@ def test_optimizer_steps_match_adam_by_hand(params, kind):
         for t, want in zip(net.parameters(), ps):
             assert torch.allclose(t.detach().double(), want, atol=1e-6)
     assert opt.defaults["fused"]
+
+
+def test_fused_optimizer_matches_the_default_loop_on_a_channels_last_network_and_resumes_fused(params):
+    """The fused kernel walks raw storage: channels_last conv weights (as the pipeline's) must get
+    the default loop's update, and a resumed optimizer must stay fused."""
+    from hseg.train import make_optimizer
+    cfg = train_config(params, VARIANT)
+    torch.manual_seed(3)
+    nets = [torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Conv2d(8, 4, 1))
+            .to(memory_format=torch.channels_last) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    fused = make_optimizer(cfg, nets[0])
+    plain = torch.optim.AdamW(nets[1].parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
+    x = torch.randn(2, 3, 9, 9).contiguous(memory_format=torch.channels_last)
+    for _ in range(3):
+        for net, opt in zip(nets, (fused, plain)):
+            opt.zero_grad()
+            net(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(*(net.parameters() for net in nets)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    resumed = make_optimizer(cfg, nets[0])
+    resumed.load_state_dict(fused.state_dict())
+    assert all(group["fused"] for group in resumed.param_groups)
 
 
 # --- losses --------------------------------------------------------------------------------------
@@ -277,6 +302,17 @@ def test_lovasz_in_bf16_equals_float32():
         LovaszLoss("multiclass", ignore_index=IGNORE)(logits.float(), labels.long()).item(), rel=1e-6)
 
 
+def test_focal_in_bf16_equals_float32_and_ignores_inf_at_ignored_pixels():
+    torch.manual_seed(7)
+    logits = torch.randn(2, 7, 24, 24).bfloat16()
+    labels = torch.randint(0, 7, (2, 24, 24), dtype=torch.uint8)
+    labels[:, :3] = IGNORE
+    smp = FocalLoss("multiclass", ignore_index=IGNORE)(logits.float(), labels.long()).item()
+    assert focal_loss(logits, labels).item() == pytest.approx(smp, rel=1e-6)
+    logits[:, :, :3] = float("inf")  # e.g. an fp16 overflow in the black border of a zoom-out
+    assert focal_loss(logits, labels).item() == pytest.approx(smp, rel=1e-6)
+
+
 def test_class_weights_reach_the_cross_entropy(tree):
     torch.manual_seed(3)
     logits, labels = torch.randn(2, 7, 4, 4), torch.randint(0, 7, (2, 4, 4))
@@ -291,10 +327,11 @@ def test_tree_mode_applies_the_terms_per_level(tree):
     torch.manual_seed(4)
     outputs, labels = torch.randn(2, 12, 4, 4), torch.randint(0, 7, (2, 4, 4))
     labels[0, 0] = IGNORE
-    loss = make_loss(tree, "tree", {"ce": 1.0, "dice": 1.0, "lovasz": 1.0}, tree_weight=0.5)(outputs, labels)
+    loss = make_loss(tree, "tree", {"ce": 1.0, "dice": 1.0, "lovasz": 1.0, "focal": 1.0}, tree_weight=0.5)(outputs, labels)
     targets = level_targets(labels, tree)
     expected = sum(F.cross_entropy(g, t, ignore_index=IGNORE) + SegLoss({"dice": 1.0})(g, t)
                    + LovaszLoss("multiclass", ignore_index=IGNORE)(g, t)
+                   + FocalLoss("multiclass", ignore_index=IGNORE)(g, t)
                    for g, t in zip(split_levels(outputs, tree), targets))
     expected = expected + 0.5 * tree_min_loss(outputs, targets, tree)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
@@ -375,7 +412,7 @@ def test_variant_overrides_merge_deeply(params):
     ("augment", {"hflip": "false"}, "train.augment.hflip = 'false': must be true or false"),
     ("augment", {"scale": [2.0, 0.5]}, "train.augment.scale = [2.0, 0.5]: must be a zoom range"),
     ("augment", {"scale": 0.25}, "train.augment.scale = 0.25"),
-    ("loss_weights", {"ce": 0, "dice": 0, "lovasz": 0}, "at least one term"),
+    ("loss_weights", {"ce": 0, "dice": 0, "lovasz": 0, "focal": 0}, "at least one term"),
     ("loss_weights", {"tversky": 1}, "unknown key(s) ['tversky']"),
     ("crop", 100, "train.crop = 100: the models need a multiple of 32"),
     ("optimizer", "sgd", "train.optimizer = 'sgd': allowed values are adam, adamw"),
