@@ -86,6 +86,7 @@ def test_readme_variant_override_example_works_through_dvc(params, tmp_path):
 def test_default_recipe_is_the_improved_one(params):
     cfg = train_config(params, VARIANT)
     assert cfg.loss_weights["dice"] > 0 and cfg.schedule == "warmup_cosine" and cfg.optimizer == "adamw"
+    assert cfg.loss_weights["focal"] > 0 and not cfg.loss_weights["lovasz"]  # a tie at a third of the cost
     assert cfg.class_weights == "inverse_sqrt"
     assert 0 < cfg.crop < prepare_settings(params).size and cfg.augment.scale != (1.0, 1.0)
 
