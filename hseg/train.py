@@ -89,8 +89,8 @@ class LrFactor:
 
 def make_optimizer(cfg: TrainConfig, net: torch.nn.Module) -> torch.optim.Optimizer:
     """Adam(W) with torch's fused kernel: the same update rule as the default per-parameter loop (up
-    to float rounding), but optimizer.step() takes 25-35 ms instead of 48-81 ms for the study's
-    networks on 2 CPU cores: 1.01-1.06x per 96 px training step (benchmarks/optimizer.py)."""
+    to float rounding), but optimizer.step() took 25-37 ms instead of 43-83 ms for the study's
+    networks on 2 CPU cores: 1.01-1.08x per 96 px training step (benchmarks/optimizer.py)."""
     kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return kind(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
