@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
-from .hierarchy import independent_consistency, tree_consistency
+from .hierarchy import class_argmax, independent_consistency, tree_consistency
 from .metrics import confusion_matrix, hierarchical_scores
 from .prepare import full_mask
 from .models import load_checkpoint
@@ -30,7 +30,7 @@ def evaluate_model(model, mode: str, val_cache: dict, tree: ClassTree, device, p
     batches = predict_batches(model, mode, tree, val_cache["images"], val_cache["sizes"].tolist(), device,
                               precision, batch_size, progress, "evaluate", flip_tta)
     for lo, outputs, scores, full_preds in batches:
-        preds_small[lo:lo + len(scores)] = scores.argmax(1).to(torch.uint8).cpu()
+        preds_small[lo:lo + len(scores)] = class_argmax(scores).to(torch.uint8).cpu()
         if mode == "tree":
             levelwise = [a + b for a, b in zip(levelwise, independent_consistency(outputs, tree))]
         for k, pred in enumerate(full_preds, start=lo):

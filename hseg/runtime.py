@@ -6,7 +6,7 @@ import contextlib
 import torch
 from tqdm import tqdm
 
-from .hierarchy import leaf_scores
+from .hierarchy import class_argmax, leaf_scores
 from .models import normalize
 from .tree import ClassTree
 
@@ -98,7 +98,7 @@ def upsample_argmax(scores: torch.Tensor, size: tuple[int, int], tile_rows: int 
     for lo in range(0, out_h, tile_rows):
         sl = slice(lo, lo + tile_rows)
         a, b, t = across[:, y0[sl]], across[:, y1[sl]], wy[sl].view(1, -1, 1)
-        out[sl] = (a * (1 - t) + b * t).argmax(0)
+        out[sl] = class_argmax(a * (1 - t) + b * t, 0)
     return out
 
 

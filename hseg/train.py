@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .atomic import save_torch
 from .augment import apply_augment, draw_augment
 from .errors import UserError
-from .hierarchy import leaf_scores, num_outputs
+from .hierarchy import class_argmax, leaf_scores, num_outputs
 from .losses import make_loss
 from .metrics import confusion_matrix, hierarchical_scores
 from .models import build_model
@@ -108,7 +108,7 @@ def validate(model, val_cache: dict, tree: ClassTree, loss_fn, mode: str, device
         outputs = predict_logits(model, images[lo:lo + batch_size], device, precision)
         target = masks[lo:lo + batch_size].to(device).long()
         loss_sum += loss_fn(outputs, target) * len(target)
-        cm += confusion_matrix(target, leaf_scores(outputs, tree, mode).argmax(1), n_cls)
+        cm += confusion_matrix(target, class_argmax(leaf_scores(outputs, tree, mode)), n_cls)
     scores = hierarchical_scores(cm.cpu().numpy(), tree)
     return loss_sum.item() / n, {k: v for k, v in scores.items() if k.startswith("miou")}
 

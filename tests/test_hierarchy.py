@@ -4,10 +4,11 @@ Tree: classes bg, a, b with {X: [a, b]}: level 0 = (bg, X), level 1 = (bg, a, b)
 5 output channels. Scores are given as sigmoid values s (outputs = logit(s))."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from hseg.hierarchy import independent_consistency, leaf_scores, num_outputs, tree_consistency, tree_min_loss
+from hseg.hierarchy import class_argmax, independent_consistency, leaf_scores, num_outputs, tree_consistency, tree_min_loss
 from hseg.losses import make_loss
 from hseg.tree import build_tree
 
@@ -80,3 +81,11 @@ def test_tree_loss_is_differentiable_on_the_person_tree(tree):
     loss = make_loss(tree, "tree", {"ce": 1.0, "dice": 1.0})(out, torch.randint(0, 7, (2, 8, 8)))
     loss.backward()
     assert torch.isfinite(loss) and out.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("shape, dim", [((7, 37, 51), 0), ((3, 7, 20, 24), 1), ((2, 3, 5), -1)])
+def test_class_argmax_is_numpys_argmax_with_first_index_on_ties(shape, dim):
+    torch.manual_seed(0)
+    for scores in (torch.randn(shape), torch.randint(0, 3, shape).float()):  # the second has many ties
+        expected = np.argmax(scores.numpy(), axis=dim)  # numpy returns the first maximum on ties
+        assert np.array_equal(class_argmax(scores, dim).numpy(), expected)
