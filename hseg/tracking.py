@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .errors import UserError
+
 # history row key -> dvclive metric name
 METRICS = {"lr": "train/lr", "train_loss": "train/loss", "seconds": "train/seconds", "val_loss": "val/loss"}
 
@@ -75,3 +77,14 @@ def read_history(directory: Path) -> pd.DataFrame:
     levels = sorted((c for c in history.columns if c.startswith("val_miou")), key=lambda c: int(c[8:]))
     rest = [c for c in history.columns if c not in fixed + levels]
     return history[[c for c in fixed if c in history] + levels + rest].sort_values("epoch", ignore_index=True)
+
+
+def finished_history(directory: Path, variant: str) -> pd.DataFrame:
+    """read_history for a training that finished: the train stage always validates the last epoch,
+    so a log without a validated epoch is an interrupted run's, which figures must not mix with
+    another run's metrics."""
+    history = read_history(directory)
+    if "val_loss" not in history or history["val_loss"].isna().all():
+        raise UserError(f"{directory}: {variant}'s training log has no validated epoch, so its training did not "
+                        f"finish (interrupted?): rerun it with `dvc repro train@{variant}`")
+    return history

@@ -11,7 +11,7 @@ from hseg.cli import run_cli, stage_parser
 from hseg.errors import UserError
 from hseg.params import load_params, plot_settings, study_variants
 from hseg.prepare import load_cache
-from hseg.tracking import read_history
+from hseg.tracking import finished_history
 
 
 def main(args):
@@ -38,7 +38,7 @@ def main(args):
     grid_idx = np.linspace(0, len(val["ids"]) - 1, n_grid).astype(int)
     images, masks, ids = val["images"].numpy(), val["masks"].numpy(), val["ids"]
     deepest = len(tree.levels) - 1
-    histories = {v: read_history(layout.live_dir(v)) for v in variants}
+    histories = {v: finished_history(layout.live_dir(v), v) for v in variants}
     for name, table in zip(("train", "val"), plots.curve_tables(histories, deepest)):
         with atomic_path(layout.CURVES / f"{name}.csv") as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")

@@ -71,3 +71,12 @@ def test_optimizer_benchmark_times_both_implementations():
                            "--size", "32", "--batch", "2", "--steps", "1"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "unet-resnet34: default " in done.stdout and "fused steps are" in done.stdout
+
+
+def test_evaluate_benchmark_times_both_argmax_ways_and_they_agree():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "evaluate.py"), "--size", "32", "--images", "3",
+                           "--batch", "2", "--repeats", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Tensor.argmax " in done.stdout and "class_argmax " in done.stdout
+    miou = done.stdout.split("mIoU ")[-1].split(" vs ")
+    assert len(miou) == 2 and miou[0] == miou[1].strip()

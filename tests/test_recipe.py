@@ -58,13 +58,19 @@ def test_readme_original_recipe_command_sets_exactly_the_study_values(params, tm
 @pytest.mark.parametrize("name", ["quick", "hour"])
 def test_readme_study_commands_set_existing_keys_to_valid_values(params, name, tmp_path):
     command = readme_command(name)
+    per_variant = []
     for setting in re.findall(r"-S '?([^' ]+)", command):   # a mistyped key would be a new one
+        path = setting.split("=", 1)[0].split(".")
         node = params
-        for part in setting.split("=", 1)[0].split("."):
+        if path[0] == "++variants":  # a variant's override of a train key: that key must exist in train
+            per_variant.append(path[1])
+            node, path = params["train"], path[2:]
+        for part in path:
             assert part in node, f"README's {name} command sets {setting}, which params.yaml does not have"
             node = node[part]
     params = apply_overrides(params, command, tmp_path)
     variants = study_variants(params)
+    assert set(per_variant) <= set(variants), "a per-variant override names a variant outside the study"
     assert variants and all(v.endswith("-scratch") for v in variants)
     for variant in variants:    # validates every value the train stage will read
         cfg = train_config(params, variant)

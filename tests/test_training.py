@@ -19,7 +19,7 @@ from hseg.errors import UserError
 from hseg.metrics import confusion_matrix, hierarchical_scores
 from hseg.models import build_model
 from hseg.params import train_config
-from hseg.tracking import read_history
+from hseg.tracking import EpochLog, finished_history, read_history
 from hseg.train import train_variant
 from tests.synthetic import prepared_workdir
 
@@ -282,3 +282,17 @@ def test_evaluate_flip_tta_scores_the_mirror_averaged_logits(workdir, tree):
     settings = evaluate_settings({"evaluate": {"flip_tta": True, "precision": "fp32", "batch_size": 4,
                                                "device": "cpu"}})
     np.testing.assert_array_equal(with_tta, evaluate_weights(weights, val, tree, settings, False)[1]["confusion"])
+
+
+def test_finished_history_refuses_an_interrupted_log_and_names_it(tmp_path):
+    """An interrupted run's dvclive log (epochs trained, none validated yet) must not reach the figures."""
+    directory = tmp_path / "dvclive" / "unet-resnet34-scratch"
+    log = EpochLog(directory, [])
+    log.log({"epoch": 1, "lr": 0.001, "train_loss": 2.5, "seconds": 3.0})
+    with pytest.raises(UserError, match=r"unet-resnet34-scratch.*no validated epoch.*dvc repro train@unet-resnet34-scratch"):
+        finished_history(directory, "unet-resnet34-scratch")
+    log.log({"epoch": 2, "lr": 0.0005, "train_loss": 2.0, "seconds": 3.0, "val_loss": 2.1, "val_miou0": 0.4})
+    log.close()
+    history = finished_history(directory, "unet-resnet34-scratch")
+    assert history["epoch"].tolist() == [1, 2]
+    assert np.isnan(history["val_loss"][0]) and history["val_loss"][1] == 2.1
