@@ -81,10 +81,11 @@ def read_history(directory: Path) -> pd.DataFrame:
 
 def finished_history(directory: Path, variant: str) -> pd.DataFrame:
     """read_history for a training that finished: the train stage always validates the last epoch,
-    so a log without a validated epoch is an interrupted run's, which figures must not mix with
-    another run's metrics."""
+    so a log whose last epoch was not validated is an interrupted run's, which figures must not mix
+    with another run's metrics."""
     history = read_history(directory)
-    if "val_loss" not in history or history["val_loss"].isna().all():
-        raise UserError(f"{directory}: {variant}'s training log has no validated epoch, so its training did not "
-                        f"finish (interrupted?): rerun it with `dvc repro train@{variant}`")
+    if "val_loss" not in history or pd.isna(history["val_loss"].iloc[-1]):
+        raise UserError(f"{directory}: {variant}'s training log ends at epoch {history['epoch'].iloc[-1]}, which was "
+                        f"not validated, so its training did not finish (interrupted?): rerun it with "
+                        f"`dvc repro train@{variant}`")
     return history

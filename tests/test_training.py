@@ -289,10 +289,14 @@ def test_finished_history_refuses_an_interrupted_log_and_names_it(tmp_path):
     directory = tmp_path / "dvclive" / "unet-resnet34-scratch"
     log = EpochLog(directory, [])
     log.log({"epoch": 1, "lr": 0.001, "train_loss": 2.5, "seconds": 3.0})
-    with pytest.raises(UserError, match=r"unet-resnet34-scratch.*no validated epoch.*dvc repro train@unet-resnet34-scratch"):
+    with pytest.raises(UserError, match=r"unet-resnet34-scratch.*epoch 1, which was not validated.*"
+                                        r"dvc repro train@unet-resnet34-scratch"):
         finished_history(directory, "unet-resnet34-scratch")
     log.log({"epoch": 2, "lr": 0.0005, "train_loss": 2.0, "seconds": 3.0, "val_loss": 2.1, "val_miou0": 0.4})
-    log.close()
-    history = finished_history(directory, "unet-resnet34-scratch")
+    history = finished_history(directory, "unet-resnet34-scratch")     # a finished run ends validated
     assert history["epoch"].tolist() == [1, 2]
     assert np.isnan(history["val_loss"][0]) and history["val_loss"][1] == 2.1
+    log.log({"epoch": 3, "lr": 0.0001, "train_loss": 1.9, "seconds": 3.0})  # stopped after a validated epoch
+    log.close()
+    with pytest.raises(UserError, match="epoch 3, which was not validated"):
+        finished_history(directory, "unet-resnet34-scratch")
