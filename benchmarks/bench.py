@@ -43,21 +43,9 @@ from hseg.params import Augment, load_params, train_config  # noqa: E402
 from hseg.prepare import load_cache  # noqa: E402
 from hseg.runtime import autocast, predict_logits, prepare_model  # noqa: E402
 from hseg.train import Learner, train_step  # noqa: E402
+from timing import timed_round_robin  # noqa: E402
 
 ROOT = Path("data/pascal-part")
-
-
-def timed_round_robin(fns: dict, steps: int) -> dict:
-    """Seconds per call of each function, calling them in turn so machine drift hits all alike."""
-    for fn in fns.values():  # warm-up
-        fn()
-    spent = dict.fromkeys(fns, 0.0)
-    for _ in range(steps):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            spent[name] += time.perf_counter() - start
-    return {name: total / steps for name, total in spent.items()}
 
 
 class SeedStyleDataset(torch.utils.data.Dataset):

@@ -30,6 +30,7 @@ from hseg.models import build_model  # noqa: E402
 from hseg.params import load_params  # noqa: E402
 from hseg.prepare import load_cache  # noqa: E402
 from study_timing import LEAF_NAMES, random_cache  # noqa: E402
+from timing import timed_round_robin  # noqa: E402
 
 
 def torch_argmax(scores: torch.Tensor, dim: int = 1) -> torch.Tensor:
@@ -37,15 +38,9 @@ def torch_argmax(scores: torch.Tensor, dim: int = 1) -> torch.Tensor:
 
 
 def argmax_ms(scores: torch.Tensor, repeats: int) -> dict:
-    """ms per call of each way, calling them in turn so machine drift hits both alike."""
-    fns = {"Tensor.argmax": torch_argmax, "class_argmax": class_argmax}
-    spent = dict.fromkeys(fns, 0.0)
-    for k in range(repeats + 1):  # round 0 warms up
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn(scores, 0)
-            spent[name] += (time.perf_counter() - start) if k else 0.0
-    return {name: s / repeats * 1000 for name, s in spent.items()}
+    """ms per call of each way, timed in turn."""
+    calls = {"Tensor.argmax": lambda: torch_argmax(scores, 0), "class_argmax": lambda: class_argmax(scores, 0)}
+    return {name: s * 1000 for name, s in timed_round_robin(calls, repeats).items()}
 
 
 def timed_evaluate(argmax, model, val: dict, tree, flip_tta: bool, batch: int) -> tuple[float, float]:

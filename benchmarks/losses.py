@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -22,17 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hseg.losses import SegLoss, focal_loss, lovasz_softmax  # noqa: E402
 from hseg.tree import IGNORE  # noqa: E402
+from timing import timed_round_robin  # noqa: E402
 
 
 def ms_per_call(fns: dict, logits, labels, repeats: int) -> dict:
-    """ms per forward + backward of each loss, calling them in turn so machine drift hits all alike."""
-    spent = dict.fromkeys(fns, 0.0)
-    for k in range(repeats + 1):  # round 0 warms up
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn(logits, labels).backward()
-            spent[name] += (time.perf_counter() - start) if k else 0.0
-    return {name: s / repeats * 1000 for name, s in spent.items()}
+    """ms per forward + backward of each loss, timed in turn."""
+    calls = {name: (lambda fn=fn: fn(logits, labels).backward()) for name, fn in fns.items()}
+    return {name: s * 1000 for name, s in timed_round_robin(calls, repeats).items()}
 
 
 def main(argv=None) -> None:

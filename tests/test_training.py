@@ -285,7 +285,7 @@ def test_evaluate_flip_tta_scores_the_mirror_averaged_logits(workdir, tree):
 
 
 def test_finished_history_refuses_an_interrupted_log_and_names_it(tmp_path):
-    """An interrupted run's dvclive log (epochs trained, none validated yet) must not reach the figures."""
+    """An interrupted run's dvclive log (its last epoch not validated) must not reach the figures."""
     directory = tmp_path / "dvclive" / "unet-resnet34-scratch"
     log = EpochLog(directory, [])
     log.log({"epoch": 1, "lr": 0.001, "train_loss": 2.5, "seconds": 3.0})
