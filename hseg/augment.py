@@ -2,13 +2,15 @@
 
 The standard segmentation recipe: random zoom + crop (train small, test big),
 horizontal flips, and optional small rotation, shift and brightness/contrast
-jitter (people are upright, so no vertical flips). Mask pixels that come from
+jitter (people are upright, so no vertical flips); progressive resizing renders
+the same views at fewer pixels in early epochs. Mask pixels that come from
 outside the image get the ignore label, which every loss skips. All randomness
 comes from the given CPU generator, so runs are reproducible.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -41,9 +43,15 @@ def crop_transform(n: int, cfg: Augment, crop: int, size: int, gen: torch.Genera
     return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
 
 
-def draw_augment(n: int, cfg: Augment, gen: torch.Generator, crop: int, size: int) -> dict:
-    """The random numbers of one global batch of n images (drawn on every process alike)."""
+def draw_augment(n: int, cfg: Augment, gen: torch.Generator, crop: int, size: int, side: int = 0) -> dict:
+    """The random numbers of one global batch of n images (drawn on every process alike).
+
+    ``side`` (progressive resizing; 0 = off) renders the same views of the cache as a crop of
+    ``crop`` would, at side x side pixels: every zoom is scaled by side / crop."""
     crop = crop or size
+    if side and side != crop:
+        cfg = replace(cfg, scale=tuple(z * side / crop for z in cfg.scale))
+        crop = side
     draws = {"crop": crop}
     if cfg.hflip:
         draws["flip"] = torch.rand(n, generator=gen) < 0.5
@@ -84,7 +92,7 @@ def apply_augment(images: torch.Tensor, masks: torch.Tensor, draws: dict, rows: 
 
 
 def augment_batch(images: torch.Tensor, masks: torch.Tensor, cfg: Augment, gen: torch.Generator,
-                  crop: int = 0):
+                  crop: int = 0, side: int = 0):
     """Augment a whole batch: draw_augment then apply_augment to every row."""
-    draws = draw_augment(images.shape[0], cfg, gen, crop, images.shape[-1])
+    draws = draw_augment(images.shape[0], cfg, gen, crop, images.shape[-1], side)
     return apply_augment(images, masks, draws, torch.arange(images.shape[0]))

@@ -186,6 +186,17 @@ class TrainConfig:
     accumulate: int
     compile: bool            # torch.compile the model (CUDA only)
     augment: Augment = field(default_factory=Augment)
+    progressive: tuple = ()  # ((epochs, side), ...): progressive resizing, the first epochs at smaller sides
+
+
+def epoch_side(cfg: TrainConfig, epoch: int) -> int:
+    """The side epoch ``epoch`` (0-based) trains at under ``cfg.progressive``; 0 = the full side."""
+    end = 0
+    for epochs, side in cfg.progressive:
+        end += epochs
+        if epoch < end:
+            return side
+    return 0
 
 
 OPTIMIZERS = ("adam", "adamw")
@@ -239,6 +250,20 @@ def _augment(name: str, augment: dict) -> Augment:
         else:
             values[k] = _non_negative(f"{name}.{k}", v)
     return Augment(**values)
+
+
+def _progressive(name: str, value, epochs: int) -> tuple:
+    """[[epochs, side], ...] -> ((epochs, side), ...), leaving at least the last epoch at the full side."""
+    if value is None:
+        return ()
+    example = "e.g. [[8, 128], [6, 160]]: 8 epochs at 128 px, 6 at 160, the rest at the full side; [] = off"
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, (list, tuple)) and len(v) == 2 for v in value):
+        raise UserError(f"{name} = {value!r}: must be a list of [epochs, side] pairs, {example}")
+    stages = tuple((_positive(f"{name} epochs", e, int), check_size(f"{name} side", side)) for e, side in value)
+    if sum(e for e, _ in stages) >= epochs:
+        raise UserError(f"{name} = {value!r}: its {sum(e for e, _ in stages)} epochs leave none of the "
+                        f"{epochs} epochs at the full side (the side validation and evaluate use); {example}")
+    return stages
 
 
 def train_config(params: dict, variant: str) -> TrainConfig:
@@ -296,6 +321,8 @@ def train_config(params: dict, variant: str) -> TrainConfig:
         accumulate=_positive(where("accumulate"), recipe.get("accumulate", 1), int),
         compile=_boolean(where("compile"), recipe.get("compile", False)),
         augment=_augment(where("augment"), _mapping(where("augment"), recipe.get("augment"))),
+        progressive=_progressive(where("progressive"), recipe.get("progressive"),
+                                 _positive(where("epochs"), recipe.get("epochs"), int)),
     )
 
 

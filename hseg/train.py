@@ -26,7 +26,7 @@ from .hierarchy import class_argmax, leaf_scores, num_outputs
 from .losses import make_loss
 from .metrics import confusion_matrix, hierarchical_scores
 from .models import build_model
-from .params import TrainConfig
+from .params import TrainConfig, epoch_side
 from .runtime import autocast, model_input, pick_device, predict_logits, prepare_model, resolve_precision
 from .tracking import EpochLog
 from .versions import environment
@@ -128,8 +128,9 @@ class Learner:
 
 
 def train_step(learner: Learner, images: torch.Tensor, masks: torch.Tensor, idx: torch.Tensor,
-               cfg: TrainConfig) -> float:
-    """One optimisation step on the global batch ``images[idx]``; returns the global mean loss.
+               cfg: TrainConfig, side: int = 0) -> float:
+    """One optimisation step on the global batch ``images[idx]`` (rendered at ``side`` px under
+    progressive resizing; 0 = the full side); returns the global mean loss.
 
     The augmentation of the whole global batch is drawn on every process (the same random
     numbers everywhere), but each process reads and augments only its own rows, so N
@@ -139,7 +140,7 @@ def train_step(learner: Learner, images: torch.Tensor, masks: torch.Tensor, idx:
     that A processes see. DDP all-reduces gradients once, on the last micro-batch."""
     model, optimizer, scaler, device, rank, world = (learner.model, learner.optimizer, learner.scaler,
                                                      learner.device, learner.rank, learner.world)
-    draws = draw_augment(len(idx), cfg.augment, learner.gen, cfg.crop, images.shape[-1])
+    draws = draw_augment(len(idx), cfg.augment, learner.gen, cfg.crop, images.shape[-1], side)
     stride = world * cfg.accumulate
     optimizer.zero_grad(set_to_none=True)
     total = torch.zeros((), device=device)
@@ -171,17 +172,18 @@ def train_epoch(learner: Learner, scheduler, images, masks, cfg: TrainConfig, st
     """One pass over a fresh shuffle of the training set; {"lr": the last step's rate, "train_loss"}."""
     learner.model.train()
     order = torch.randperm(len(images), generator=learner.gen)
+    side = epoch_side(cfg, epoch)
     loss_sum = 0.0
     for step in range(steps):
         lr = learner.optimizer.param_groups[0]["lr"]  # the rate this step uses
-        loss = train_step(learner, images, masks, order[step * cfg.batch_size:(step + 1) * cfg.batch_size], cfg)
+        loss = train_step(learner, images, masks, order[step * cfg.batch_size:(step + 1) * cfg.batch_size], cfg, side)
         if not math.isfinite(loss):
             raise UserError(f"{cfg.variant}: loss became {loss} at epoch {epoch + 1}, batch {step + 1}; "
                             f"lower train.lr (now {cfg.lr}) or use precision fp32. No model was written.")
         scheduler.step()
         loss_sum += loss
         bar.update()
-        bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss:.3f}")
+        bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss:.3f}", **({"px": side} if side else {}))
     return {"lr": lr, "train_loss": loss_sum / steps}
 
 
@@ -277,6 +279,11 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
     if cfg.crop > train_cache["size"]:
         raise UserError(f"train.crop = {cfg.crop} is larger than the cached images ({train_cache['size']} px, "
                         f"prepare.size): use a crop of at most {train_cache['size']}, or 0 for whole images")
+    full = cfg.crop or train_cache["size"]
+    for _, side in cfg.progressive:
+        if side >= full:
+            raise UserError(f"train.progressive: side {side} is not below the full training side {full} px "
+                            f"(train.crop, or prepare.size when crop is 0): progressive sides must be smaller")
     net, model = _build(cfg, tree, device, world)
     optimizer = make_optimizer(cfg, net)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LrFactor(cfg, steps))

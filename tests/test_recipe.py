@@ -11,11 +11,11 @@ import torch.nn.functional as F
 import yaml
 from segmentation_models_pytorch.losses import FocalLoss, LovaszLoss
 
-from hseg.augment import augment_batch
+from hseg.augment import augment_batch, draw_augment
 from hseg.errors import UserError
 from hseg.losses import SegLoss, class_weights, focal_loss, lovasz_softmax, make_loss
-from hseg.params import (Augment, deep_merge, evaluate_settings, load_params, prepare_settings, study_variants,
-                         train_config)
+from hseg.params import (Augment, deep_merge, epoch_side, evaluate_settings, load_params, prepare_settings,
+                         study_variants, train_config)
 from hseg.train import LrFactor, check_batching
 from hseg.tree import IGNORE
 
@@ -404,6 +404,30 @@ def test_no_augmentation_is_the_identity():
     assert torch.equal(out_img, images) and torch.equal(out_mask, masks)
 
 
+def test_progressive_side_renders_whole_images_at_fewer_pixels():
+    """Side 32 from a 64 px cache, no other augmentation: each output pixel centre falls between
+    four input pixels, so bilinear sampling gives the mean of each 2x2 block (avg_pool2d), and a
+    mask constant on 2x2 blocks comes out as every second pixel."""
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 64, 64) * 255
+    blocks = torch.randint(0, 7, (2, 32, 32), dtype=torch.uint8)
+    masks = blocks.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    out_img, out_mask = augment_batch(images, masks, Augment(hflip=False), torch.Generator().manual_seed(0), 0, 32)
+    assert out_img.shape == (2, 3, 32, 32)
+    assert torch.allclose(out_img, F.avg_pool2d(images, 2), atol=1e-3)
+    assert torch.equal(out_mask, blocks)
+
+
+def test_progressive_side_keeps_the_views_of_the_full_side():
+    """The same random crops and zooms as at the full side (the same affine maps to the cache), only
+    rendered at fewer pixels."""
+    aug = Augment(scale=(0.5, 2.0), rotate=10, shift=0.1)
+    full = draw_augment(8, aug, torch.Generator().manual_seed(3), 48, 64)
+    small = draw_augment(8, aug, torch.Generator().manual_seed(3), 48, 64, side=32)
+    assert (full["crop"], small["crop"]) == (48, 32)
+    assert torch.allclose(full["theta"], small["theta"], atol=1e-6) and torch.equal(full["flip"], small["flip"])
+
+
 # --- params --------------------------------------------------------------------------------------
 
 def test_variant_overrides_merge_deeply(params):
@@ -426,12 +450,26 @@ def test_variant_overrides_merge_deeply(params):
     ("class_weights", "inverse_log", "allowed values are none, inverse_sqrt, inverse"),
     ("scheduler", {"name": "step"}, "train.scheduler.name = 'step'"),
     ("compile", 1, "train.compile = 1: must be true or false"),
+    ("progressive", [96, 128], "train.progressive = [96, 128]: must be a list of [epochs, side] pairs"),
+    ("progressive", [[0, 96]], "train.progressive epochs = 0: must be a positive integer"),
+    ("progressive", [[4, 100]], "train.progressive side = 100: the models need a multiple of 32"),
+    ("progressive", [[12, 96], [8, 128]], "its 20 epochs leave none of the 20 epochs at the full side"),
 ])
 def test_bad_recipe_values_are_named(params, key, value, message):
+    params["train"]["epochs"] = 20
     params["train"][key] = deep_merge(params["train"][key], value) if isinstance(value, dict) else value
     with pytest.raises(UserError) as err:
         train_config(params, VARIANT)
     assert message in str(err.value)
+
+
+def test_progressive_stages_give_each_epoch_its_side(params):
+    params["train"].update(epochs=6, progressive=[[2, 64], [1, 96]])
+    cfg = train_config(params, VARIANT)
+    assert cfg.progressive == ((2, 64), (1, 96))
+    assert [epoch_side(cfg, e) for e in range(6)] == [64, 64, 96, 0, 0, 0]
+    params["train"]["progressive"] = []
+    assert [epoch_side(train_config(params, VARIANT), e) for e in range(6)] == [0] * 6
 
 
 # --- batching ------------------------------------------------------------------------------------

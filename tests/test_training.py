@@ -238,6 +238,20 @@ def test_crop_larger_than_the_cache_is_refused_before_training(workdir, tree, tm
     assert not (tmp_path / "w.pt").exists()
 
 
+def test_progressive_resizing_trains_the_first_epochs_at_the_smaller_side(workdir, tree, tmp_path, monkeypatch):
+    import hseg.train
+    sides, model_input = [], hseg.train.model_input
+    monkeypatch.setattr(hseg.train, "model_input", lambda x: sides.append(tuple(x.shape[-2:])) or model_input(x))
+    train_once(workdir, tree, tmp_path, epochs=2, crop=0, progressive=[[1, 32]])
+    assert sides == [(32, 32)] * 2 + [(64, 64)] * 2  # 16 images, batch 8: two steps an epoch
+
+
+def test_progressive_side_not_below_the_full_side_is_refused_before_training(workdir, tree, tmp_path):
+    with pytest.raises(UserError, match=r"train.progressive: side 32 is not below the full training side 32 px"):
+        train_once(workdir, tree, tmp_path, epochs=2, progressive=[[1, 32]])  # the workdir trains 32 px crops
+    assert not (tmp_path / "w.pt").exists()
+
+
 @pytest.mark.parametrize("batch_size, accumulate", [(5, 1), (6, 3)])
 def test_deeplab_trains_when_the_split_leaves_a_remainder_of_one(workdir, tree, tmp_path, batch_size, accumulate):
     """16 train images: batch 5 leaves one image over (dropped, never a batch of one, which DeepLabV3+'s
