@@ -59,9 +59,11 @@ def random_cache(n: int, size: int, full_size: tuple[int, int] | None, gen: torc
 def time_variant(variant: str, args) -> dict:
     """Train and evaluate one variant in this process; its timings."""
     params = load_params()
+    if args.epochs:  # as a variant override, so the recipe is checked with it (e.g. train.progressive's epochs)
+        override = dict((params.get("variants") or {}).get(variant) or {}, epochs=args.epochs)
+        override["scheduler"] = dict(override.get("scheduler") or {}, T_0=args.epochs)
+        params["variants"] = dict(params.get("variants") or {}, **{variant: override})
     cfg = dataclasses.replace(train_config(params, variant), weights="scratch")
-    if args.epochs:
-        cfg = dataclasses.replace(cfg, epochs=args.epochs, t0=args.epochs)
     cache_dir = Path(args.cache_dir)
     train_cache, val_cache = load_cache(cache_dir / "train.pt"), load_cache(cache_dir / "val.pt")
     tree = class_tree(params, train_cache["leaf_names"])

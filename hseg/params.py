@@ -252,8 +252,9 @@ def _augment(name: str, augment: dict) -> Augment:
     return Augment(**values)
 
 
-def _progressive(name: str, value, epochs: int) -> tuple:
-    """[[epochs, side], ...] -> ((epochs, side), ...), leaving at least the last epoch at the full side."""
+def _progressive(name: str, value, epochs_name: str, epochs: int, crop_name: str, crop: int) -> tuple:
+    """[[epochs, side], ...] -> ((epochs, side), ...), leaving at least the last epoch at the full
+    training side. (Sides against the cache size, when crop is 0, are checked once the cache is read.)"""
     if value is None:
         return ()
     example = "e.g. [[8, 128], [6, 160]]: 8 epochs at 128 px, 6 at 160, the rest at the full side; [] = off"
@@ -262,7 +263,12 @@ def _progressive(name: str, value, epochs: int) -> tuple:
     stages = tuple((_positive(f"{name} epochs", e, int), check_size(f"{name} side", side)) for e, side in value)
     if sum(e for e, _ in stages) >= epochs:
         raise UserError(f"{name} = {value!r}: its {sum(e for e, _ in stages)} epochs leave none of the "
-                        f"{epochs} epochs at the full side (the side validation and evaluate use); {example}")
+                        f"{epochs_name} = {epochs} epochs at the full training side; shorten the stages or "
+                        f"raise {epochs_name} ({example})")
+    for _, side in stages:
+        if crop and side >= crop:
+            raise UserError(f"{name}: side {side} is not below the full training side, {crop_name} = {crop}; "
+                            f"progressive sides must be smaller ({example})")
     return stages
 
 
@@ -321,8 +327,8 @@ def train_config(params: dict, variant: str) -> TrainConfig:
         accumulate=_positive(where("accumulate"), recipe.get("accumulate", 1), int),
         compile=_boolean(where("compile"), recipe.get("compile", False)),
         augment=_augment(where("augment"), _mapping(where("augment"), recipe.get("augment"))),
-        progressive=_progressive(where("progressive"), recipe.get("progressive"),
-                                 _positive(where("epochs"), recipe.get("epochs"), int)),
+        progressive=_progressive(where("progressive"), recipe.get("progressive"), where("epochs"),
+                                 _positive(where("epochs"), recipe.get("epochs"), int), where("crop"), crop),
     )
 
 

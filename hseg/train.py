@@ -279,11 +279,11 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
     if cfg.crop > train_cache["size"]:
         raise UserError(f"train.crop = {cfg.crop} is larger than the cached images ({train_cache['size']} px, "
                         f"prepare.size): use a crop of at most {train_cache['size']}, or 0 for whole images")
-    full = cfg.crop or train_cache["size"]
-    for _, side in cfg.progressive:
-        if side >= full:
-            raise UserError(f"train.progressive: side {side} is not below the full training side {full} px "
-                            f"(train.crop, or prepare.size when crop is 0): progressive sides must be smaller")
+    for _, side in cfg.progressive:  # sides below a crop are checked with the params
+        if not cfg.crop and side >= train_cache["size"]:
+            raise UserError(f"{cfg.variant}: train.progressive side {side} is not below the full training side, "
+                            f"the cached {train_cache['size']} px images (prepare.size, as train.crop is 0): "
+                            f"progressive sides must be smaller")
     net, model = _build(cfg, tree, device, world)
     optimizer = make_optimizer(cfg, net)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LrFactor(cfg, steps))

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from tests.conftest import ROOT
@@ -80,3 +81,47 @@ def test_evaluate_benchmark_times_both_argmax_ways_and_they_agree():
     assert "Tensor.argmax " in done.stdout and "class_argmax " in done.stdout
     miou = done.stdout.split("mIoU ")[-1].split(" vs ")
     assert len(miou) == 2 and miou[0] == miou[1].strip()
+
+
+def test_top_down_inference_decides_one_level_at_a_time(tree, monkeypatch):
+    """Two pixels where background is the single most likely leaf but the body leaves together
+    outweigh it (0.6 and 0.7): top-down picks body, then the heavier half, then its likeliest leaf."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from inference import top_down
+    names = list(tree.leaf_names)
+    probs = torch.zeros(len(names), 1, 2)
+    for pixel, share in enumerate([{"bg": 0.4, "head": 0.2, "torso": 0.05, "up_leg": 0.35},
+                                   {"bg": 0.3, "head": 0.26, "torso": 0.24, "low_leg": 0.2}]):
+        for name, p in share.items():
+            probs[names.index(name), 0, pixel] = p
+    assert probs.argmax(0).tolist() == [[0, 0]]  # leaf argmax: background twice
+    # pixel 0: body 0.6 > 0.4; lower 0.35 > upper 0.25 -> up_leg. pixel 1: body 0.7; upper 0.5 -> head
+    assert top_down(probs, tree).tolist() == [[names.index("up_leg"), names.index("head")]]
+
+
+def test_inference_benchmark_leaf_argmax_row_is_evaluates_score(tmp_path, params, tree, dataset):
+    from hseg.dataset import read_ids
+    from hseg.evaluate import evaluate_model
+    from hseg.models import build_model
+    from hseg.params import train_config
+    from hseg.prepare import build_cache, load_cache, save_cache
+    from hseg.runtime import resolve_precision
+    from hseg.train import _save_weights
+    cache = build_cache(dataset, read_ids(dataset / "val_id.txt"), 7, 32, keep_full_masks=True, workers=1)
+    save_cache({**cache, "leaf_names": CLASSES}, tmp_path / "val.pt")
+    torch.manual_seed(0)
+    net = build_model("unet", "resnet34", "scratch", len(CLASSES)).eval()
+    _save_weights(tmp_path / "w.pt", net, train_config(params, "unet-resnet34-scratch"), tree, 32)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "inference.py"), "w.pt", "--val-cache", "val.pt",
+                           "--flip-tta"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    cpu = torch.device("cpu")
+    scores, _ = evaluate_model(net, "flat", load_cache(tmp_path / "val.pt"), tree, cpu, resolve_precision("auto", cpu),
+                               4, progress=False, flip_tta=True)
+    expected = " / ".join("-" if scores[f"miou{k}"] is None else f"{scores[f'miou{k}']:.3f}" for k in range(3))
+    assert f"leaf argmax: mIoU {expected};" in done.stdout
+    assert "top-down: mIoU " in done.stdout and "flip TTA on" in done.stdout
+    wrong = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "inference.py"), "missing.pt"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 2 and wrong.stderr.startswith("error: missing.pt not found")

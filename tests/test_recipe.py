@@ -453,7 +453,8 @@ def test_variant_overrides_merge_deeply(params):
     ("progressive", [96, 128], "train.progressive = [96, 128]: must be a list of [epochs, side] pairs"),
     ("progressive", [[0, 96]], "train.progressive epochs = 0: must be a positive integer"),
     ("progressive", [[4, 100]], "train.progressive side = 100: the models need a multiple of 32"),
-    ("progressive", [[12, 96], [8, 128]], "its 20 epochs leave none of the 20 epochs at the full side"),
+    ("progressive", [[12, 96], [8, 128]], "its 20 epochs leave none of the train.epochs = 20 epochs"),
+    ("progressive", [[4, 192]], "train.progressive: side 192 is not below the full training side, train.crop = 192"),
 ])
 def test_bad_recipe_values_are_named(params, key, value, message):
     params["train"]["epochs"] = 20
@@ -461,6 +462,14 @@ def test_bad_recipe_values_are_named(params, key, value, message):
     with pytest.raises(UserError) as err:
         train_config(params, VARIANT)
     assert message in str(err.value)
+
+
+def test_progressive_too_long_for_a_variants_epochs_names_that_override(params):
+    params["train"].update(epochs=20, progressive=[[6, 64]])
+    params["variants"][VARIANT] = {"epochs": 5}
+    with pytest.raises(UserError, match=re.escape(f"leave none of the variants.{VARIANT}.epochs = 5 epochs")):
+        train_config(params, VARIANT)
+    assert train_config(params, "unet-resnet50-scratch").progressive == ((6, 64),)  # 20 epochs there
 
 
 def test_progressive_stages_give_each_epoch_its_side(params):

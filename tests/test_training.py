@@ -246,9 +246,9 @@ def test_progressive_resizing_trains_the_first_epochs_at_the_smaller_side(workdi
     assert sides == [(32, 32)] * 2 + [(64, 64)] * 2  # 16 images, batch 8: two steps an epoch
 
 
-def test_progressive_side_not_below_the_full_side_is_refused_before_training(workdir, tree, tmp_path):
-    with pytest.raises(UserError, match=r"train.progressive: side 32 is not below the full training side 32 px"):
-        train_once(workdir, tree, tmp_path, epochs=2, progressive=[[1, 32]])  # the workdir trains 32 px crops
+def test_progressive_side_not_below_the_cache_size_is_refused_before_training(workdir, tree, tmp_path):
+    with pytest.raises(UserError, match=r"train.progressive side 64 is not below the full training side, the cached 64 px"):
+        train_once(workdir, tree, tmp_path, epochs=2, crop=0, progressive=[[1, 64]])  # whole 64 px images
     assert not (tmp_path / "w.pt").exists()
 
 

@@ -1,0 +1,102 @@
+"""Score a trained flat model with leaf argmax and with top-down (marginal) inference.
+
+    python benchmarks/inference.py models/unet-resnet34-scratch.pt          # params.yaml's evaluate settings
+    python benchmarks/inference.py models/unet-resnet34-scratch.pt --flip-tta
+
+Evaluate takes each pixel's most likely leaf (argmax of the logits, upsampled to the original
+size). Top-down inference instead decides one level at a time from softmax probabilities summed
+over each node's leaves: body vs background first, then upper vs lower body within the body, then
+the leaf within that node, so a pixel whose background leaf is the single most likely class can
+still be body when the body leaves together outweigh it. Printed for each rule: mIoU at every level
+and the leaf IoU per class, from one confusion matrix over the val set at original resolution, with
+evaluate's device, precision and flip TTA from params.yaml (the leaf-argmax row is evaluate's score).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hseg import layout  # noqa: E402
+from hseg.cli import run_cli  # noqa: E402
+from hseg.errors import UserError  # noqa: E402
+from hseg.hierarchy import class_argmax  # noqa: E402
+from hseg.metrics import confusion_matrix, hierarchical_scores  # noqa: E402
+from hseg.models import load_checkpoint  # noqa: E402
+from hseg.params import evaluate_settings, load_params  # noqa: E402
+from hseg.prepare import full_mask, load_cache  # noqa: E402
+from hseg.runtime import pick_device, predict_logits, prepare_model, resolve_precision  # noqa: E402
+from hseg.tree import ClassTree, build_tree  # noqa: E402
+
+
+def top_down(probs: torch.Tensor, tree: ClassTree) -> torch.Tensor:
+    """Leaf map (H, W) from leaf probabilities (C, H, W): at each level the node with the largest
+    summed probability among the children of the node chosen above (the first one on ties)."""
+    allowed = torch.ones_like(probs, dtype=torch.bool)
+    for level in tree.levels[:-1]:
+        to_node = torch.as_tensor(level.leaf_to_level, device=probs.device)
+        shape = (level.num_classes, *probs.shape[1:])
+        mass = probs.new_zeros(shape).index_add_(0, to_node, torch.where(allowed, probs, 0))
+        open_ = probs.new_zeros(shape).index_add_(0, to_node, allowed.to(probs.dtype)) > 0
+        chosen = class_argmax(torch.where(open_, mass, -1), 0)
+        allowed &= to_node.view(-1, 1, 1) == chosen[None]
+    return class_argmax(torch.where(allowed, probs, -1), 0)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("weights", type=Path, help="a flat model written by the train stage")
+    p.add_argument("--val-cache", type=Path, default=layout.cache_file("val"))
+    p.add_argument("--params", type=Path, default=Path("params.yaml"))
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="flip test-time augmentation (default: evaluate.flip_tta in params.yaml)")
+    return p
+
+
+def main(args) -> None:
+    settings = evaluate_settings(load_params(args.params))
+    model, meta = load_checkpoint(args.weights)
+    if meta["mode"] != "flat":
+        raise UserError(f"{args.weights} is a {meta['mode']}-mode model; top-down inference here is for flat models")
+    tree = build_tree(meta["tree"], meta["background"], meta["leaf_names"])  # the model's own class order
+    val = load_cache(args.val_cache)
+    if list(val["leaf_names"]) != list(tree.leaf_names):
+        raise UserError(f"{args.val_cache} has classes {val['leaf_names']}, the model {tree.leaf_names}")
+    device = pick_device(settings.device)
+    precision = resolve_precision(settings.precision, device)
+    flip_tta = settings.flip_tta if args.flip_tta is None else args.flip_tta
+    model = prepare_model(model, device)
+    n_cls, sizes = tree.num_leaves, val["sizes"].tolist()
+    rules = {"leaf argmax": lambda scores: class_argmax(scores, 0),
+             "top-down": lambda scores: top_down(scores.softmax(0), tree)}
+    cms = {name: torch.zeros(n_cls, n_cls, dtype=torch.int64) for name in rules}
+    for lo in tqdm(range(0, len(sizes), args.batch), desc="scoring", unit="batch"):
+        logits = predict_logits(model, val["images"][lo:lo + args.batch], device, precision, flip_tta).float()
+        for j, one in enumerate(logits):
+            truth = full_mask(val, lo + j)
+            full = F.interpolate(one[None], size=tuple(sizes[lo + j]), mode="bilinear", align_corners=False)[0]
+            for name, rule in rules.items():
+                cms[name] += confusion_matrix(truth, rule(full).cpu(), n_cls)
+    deepest = len(tree.levels) - 1
+    print(f"{args.weights}, {len(sizes)} val images, flip TTA {'on' if flip_tta else 'off'}")
+    for name, cm in cms.items():
+        scores = hierarchical_scores(cm.numpy(), tree)
+        levels = " / ".join(_fmt(scores[f"miou{k}"]) for k in range(len(tree.levels)))
+        parts = ", ".join(f"{c} {_fmt(v)}" for c, v in scores[f"iou{deepest}"].items())
+        print(f"{name}: mIoU {levels}; {parts}")
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"  # None: a class neither present nor predicted
+
+
+if __name__ == "__main__":
+    run_cli(main, parser())
