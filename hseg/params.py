@@ -252,9 +252,11 @@ def _augment(name: str, augment: dict) -> Augment:
     return Augment(**values)
 
 
-def _progressive(name: str, value, epochs_name: str, epochs: int, crop_name: str, crop: int) -> tuple:
+def _progressive(where, value, epochs: int, crop: int) -> tuple:
     """[[epochs, side], ...] -> ((epochs, side), ...), leaving at least the last epoch at the full
-    training side. (Sides against the cache size, when crop is 0, are checked once the cache is read.)"""
+    training side. ``where(key)`` names a train key as the user set it. (Sides against the cache
+    size, when crop is 0, are checked once the cache is read.)"""
+    name = where("progressive")
     if value is None:
         return ()
     example = "e.g. [[8, 128], [6, 160]]: 8 epochs at 128 px, 6 at 160, the rest at the full side; [] = off"
@@ -263,11 +265,11 @@ def _progressive(name: str, value, epochs_name: str, epochs: int, crop_name: str
     stages = tuple((_positive(f"{name} epochs", e, int), check_size(f"{name} side", side)) for e, side in value)
     if sum(e for e, _ in stages) >= epochs:
         raise UserError(f"{name} = {value!r}: its {sum(e for e, _ in stages)} epochs leave none of the "
-                        f"{epochs_name} = {epochs} epochs at the full training side; shorten the stages or "
-                        f"raise {epochs_name} ({example})")
+                        f"{where('epochs')} = {epochs} epochs at the full training side; shorten the stages or "
+                        f"raise {where('epochs')} ({example})")
     for _, side in stages:
         if crop and side >= crop:
-            raise UserError(f"{name}: side {side} is not below the full training side, {crop_name} = {crop}; "
+            raise UserError(f"{name}: side {side} is not below the full training side, {where('crop')} = {crop}; "
                             f"progressive sides must be smaller ({example})")
     return stages
 
@@ -302,9 +304,10 @@ def train_config(params: dict, variant: str) -> TrainConfig:
     else:
         _non_negative(where("crop"), crop, int, " (0 = train on the whole cached image)")
     schedule = _choice(f"{where('scheduler')}.name", sched.get("name", "cosine_restarts"), SCHEDULES)
+    epochs = _positive(where("epochs"), recipe.get("epochs"), int)
     return TrainConfig(
         variant=variant, arch=arch, encoder=encoder, weights=weights,
-        epochs=_positive(where("epochs"), recipe.get("epochs"), int),
+        epochs=epochs,
         batch_size=_positive(where("batch_size"), recipe.get("batch_size"), int),
         crop=crop,
         optimizer=_choice(where("optimizer"), recipe.get("optimizer", "adam"), OPTIMIZERS),
@@ -327,8 +330,7 @@ def train_config(params: dict, variant: str) -> TrainConfig:
         accumulate=_positive(where("accumulate"), recipe.get("accumulate", 1), int),
         compile=_boolean(where("compile"), recipe.get("compile", False)),
         augment=_augment(where("augment"), _mapping(where("augment"), recipe.get("augment"))),
-        progressive=_progressive(where("progressive"), recipe.get("progressive"), where("epochs"),
-                                 _positive(where("epochs"), recipe.get("epochs"), int), where("crop"), crop),
+        progressive=_progressive(where, recipe.get("progressive"), epochs, crop),
     )
 
 
