@@ -9,7 +9,7 @@ over each node's leaves: body vs background first, then upper vs lower body with
 the leaf within that node, so a pixel whose background leaf is the single most likely class can
 still be body when the body leaves together outweigh it. Printed for each rule: mIoU at every level
 and the leaf IoU per class, from one confusion matrix over the val set at original resolution, with
-evaluate's device, precision and flip TTA from params.yaml (the leaf-argmax row is evaluate's score).
+evaluate's device, precision and test-time augmentation from params.yaml (the leaf-argmax row is evaluate's score).
 """
 from __future__ import annotations
 
@@ -79,7 +79,8 @@ def main(args) -> None:
              "top-down": lambda scores: top_down(scores.softmax(0), tree)}
     cms = {name: torch.zeros(n_cls, n_cls, dtype=torch.int64) for name in rules}
     for lo in tqdm(range(0, len(sizes), args.batch), desc="scoring", unit="batch"):
-        logits = predict_logits(model, val["images"][lo:lo + args.batch], device, precision, flip_tta).float()
+        logits = predict_logits(model, val["images"][lo:lo + args.batch], device, precision, flip_tta,
+                                settings.tta_sides).float()
         for j, one in enumerate(logits):
             truth = full_mask(val, lo + j)
             full = F.interpolate(one[None], size=tuple(sizes[lo + j]), mode="bilinear", align_corners=False)[0]

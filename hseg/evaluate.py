@@ -13,7 +13,8 @@ from .tree import ClassTree
 
 
 def evaluate_model(model, mode: str, val_cache: dict, tree: ClassTree, device, precision: str, batch_size: int,
-                   progress: bool = True, flip_tta: bool = False) -> tuple[dict, dict]:
+                   progress: bool = True, flip_tta: bool = False, tta_sides: tuple[int, ...] = ()
+                   ) -> tuple[dict, dict]:
     """Returns (scores, details).
 
     Logits predicted at the cache size are upsampled bilinearly to each image's
@@ -28,7 +29,7 @@ def evaluate_model(model, mode: str, val_cache: dict, tree: ClassTree, device, p
     consistent = [0, 0]  # pixels whose level predictions agree with the tree, pixels
     levelwise = [0, 0]    # the same for independent per-level argmax (tree mode only)
     batches = predict_batches(model, mode, tree, val_cache["images"], val_cache["sizes"].tolist(), device,
-                              precision, batch_size, progress, "evaluate", flip_tta)
+                              precision, batch_size, progress, "evaluate", flip_tta, tta_sides)
     for lo, outputs, scores, full_preds in batches:
         preds_small[lo:lo + len(scores)] = class_argmax(scores).to(torch.uint8).cpu()
         if mode == "tree":
@@ -51,4 +52,4 @@ def evaluate_weights(weights, val_cache: dict, tree: ClassTree, settings: dict, 
     device = pick_device(settings.device)
     model, meta = load_checkpoint(weights)
     return evaluate_model(prepare_model(model, device), meta["mode"], val_cache, tree, device, settings.precision,
-                          settings.batch_size, progress, settings.flip_tta)
+                          settings.batch_size, progress, settings.flip_tta, settings.tta_sides)

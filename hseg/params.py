@@ -340,6 +340,7 @@ class EvaluateSettings:
     precision: str
     device: str
     flip_tta: bool
+    tta_sides: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -361,7 +362,15 @@ def evaluate_settings(params: dict) -> EvaluateSettings:
         batch_size=_positive("evaluate.batch_size", ev.get("batch_size", 16), int),
         precision=_choice("evaluate.precision", ev.get("precision", "auto"), PRECISIONS),
         device=_choice("evaluate.device", ev.get("device", "auto"), ("auto", "cpu", "cuda")),
-        flip_tta=_boolean("evaluate.flip_tta", ev.get("flip_tta", False)))
+        flip_tta=_boolean("evaluate.flip_tta", ev.get("flip_tta", False)),
+        tta_sides=tta_sides("evaluate.tta_sides", ev.get("tta_sides", [])))
+
+
+def tta_sides(name: str, value) -> tuple[int, ...]:
+    """Extra input sides for multi-scale test-time augmentation: a list of multiples of 32."""
+    if not isinstance(value, list):
+        raise UserError(f"{name} = {value!r}: must be a list of sides in pixels, e.g. [160, 192]; [] = off")
+    return tuple(check_size(f"{name}[{i}]", side) for i, side in enumerate(value))
 
 
 def plot_settings(params: dict) -> PlotSettings:

@@ -30,6 +30,7 @@ from .dataset import load_image
 from .errors import UserError
 from .hierarchy import leaf_scores
 from .models import load_checkpoint
+from .params import tta_sides
 from .prepare import resize_image
 from .runtime import pick_device, predict_logits, prepare_model, upsample_argmax
 from .tree import ClassTree, build_tree
@@ -114,10 +115,12 @@ def _write(image: np.ndarray, leaf: np.ndarray, paths: list[Path], tree: ClassTr
 
 def predict_files(pairs: list[tuple[Path, Path]], weights: Path, out_dir: Path, *, batch_size: int = 4,
                   precision: str = "auto", device: str = "auto", fmt: str = "label", overlays: bool = True,
-                  progress: bool = True, timings: dict | None = None, flip_tta: bool = False) -> list[str]:
+                  progress: bool = True, timings: dict | None = None, flip_tta: bool = False,
+                  tta_sides: tuple[int, ...] = ()) -> list[str]:
     """Write predictions for ``pairs`` (from collect_images); returns the unreadable photos (skipped,
     with a warning). ``timings``, if given, receives the seconds spent in each of STEPS. ``flip_tta``
-    averages each photo's logits with those of its mirror image (as evaluate.flip_tta does)."""
+    and ``tta_sides`` average each photo's logits with those of its mirror image and of the photo at
+    other sides (as evaluate.flip_tta and evaluate.tta_sides do)."""
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r}: allowed values are {', '.join(FORMATS)}")
     dev = pick_device(device)
@@ -145,7 +148,7 @@ def predict_files(pairs: list[tuple[Path, Path]], weights: Path, out_dir: Path, 
             bar.update(len(pairs[lo:lo + batch_size]))
             continue
         start = time.perf_counter()
-        logits = predict_logits(model, torch.from_numpy(np.stack(small)), dev, precision, flip_tta)
+        logits = predict_logits(model, torch.from_numpy(np.stack(small)), dev, precision, flip_tta, tta_sides)
         scores = leaf_scores(logits, tree, meta["mode"])
         clock["model"] += time.perf_counter() - start
         for (image, paths), score in zip(batch, scores):
@@ -177,6 +180,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--flip-tta", action="store_true",
                         help="average with the mirrored photo's prediction (2x the model time)")
+    parser.add_argument("--tta-sides", type=int, nargs="+", default=[], metavar="SIDE",
+                        help="also predict at these sides (multiples of 32) and average, like evaluate.tta_sides")
     parser.add_argument("--timings", action="store_true", help="print where the time went per photo")
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -185,12 +190,14 @@ def parser() -> argparse.ArgumentParser:
 def run(args) -> int:
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be at least 1")
+    sides = tta_sides("--tta-sides", args.tta_sides)
     weights = args.weights or layout.weights_file(args.variant)
     pairs = collect_images(args.inputs)
     clock: dict = {}
     skipped = predict_files(pairs, weights, args.out, batch_size=args.batch_size, precision=args.precision,
                             device=args.device, fmt=args.format, overlays=not args.leaf_only,
-                            progress=not args.no_progress, timings=clock, flip_tta=args.flip_tta)
+                            progress=not args.no_progress, timings=clock, flip_tta=args.flip_tta,
+                            tta_sides=sides)
     if args.timings:
         n = max(1, len(pairs) - len(skipped))
         print("seconds per photo: " + ", ".join(f"{k} {v / n:.3f}" for k, v in clock.items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from .hierarchy import class_argmax, leaf_scores
@@ -65,15 +66,26 @@ def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_logits(model, images_uint8: torch.Tensor, device, precision: str, flip_tta: bool = False) -> torch.Tensor:
-    """Float32 logits (N,C,S,S) for a uint8 batch at the cache size; with ``flip_tta`` the mean of
-    the logits for the batch and for its mirror image (flipped back)."""
+def predict_logits(model, images_uint8: torch.Tensor, device, precision: str, flip_tta: bool = False,
+                   tta_sides: tuple[int, ...] = ()) -> torch.Tensor:
+    """Float32 logits (N,C,S,S) for a uint8 batch at the cache size S. Test-time augmentation
+    averages the logits of several views, each mapped back to S x S: with ``flip_tta`` the mirror
+    image (flipped back), with ``tta_sides`` the batch resized to each of those sides (antialiased
+    when shrinking, like a cache prepared at that size; logits resized back bilinearly)."""
     x = to_device(images_uint8, device)
+    side = x.shape[-1]
+    total, views = 0, 0
     with autocast(device, precision):
-        logits = model(x).float()
-        if flip_tta:
-            logits = (logits + model(x.flip(-1)).float().flip(-1)) / 2
-    return logits
+        for s in (side, *(t for t in tta_sides if t != side)):
+            xs = x if s == side else F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False,
+                                                   antialias=s < side).contiguous(memory_format=torch.channels_last)
+            for flip in (False, True) if flip_tta else (False,):
+                logits = model(xs.flip(-1) if flip else xs).float()
+                logits = logits.flip(-1) if flip else logits
+                if s != side:
+                    logits = F.interpolate(logits, size=(side, side), mode="bilinear", align_corners=False)
+                total, views = total + logits, views + 1
+    return total / views if views > 1 else total
 
 
 def _bilinear_taps(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -104,15 +116,16 @@ def upsample_argmax(scores: torch.Tensor, size: tuple[int, int], tile_rows: int 
 
 def predict_batches(model, mode: str, tree: ClassTree, images_small: torch.Tensor, sizes: list, device,
                     precision: str, batch_size: int, progress: bool = True, desc: str = "predict",
-                    flip_tta: bool = False):
+                    flip_tta: bool = False, tta_sides: tuple[int, ...] = ()):
     """Yield (start index, raw outputs, leaf scores at cache size, [leaf map at original size]).
 
     Leaf scores are upsampled bilinearly to each image's (H, W) before the
-    argmax. Shared by evaluate and predict so both give identical maps. ``flip_tta``
-    averages the outputs for the image and its mirror image."""
+    argmax. Shared by evaluate and predict so both give identical maps. ``flip_tta`` and
+    ``tta_sides``: test-time augmentation, see predict_logits."""
     n = len(images_small)
     for lo in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=not progress):
-        outputs = predict_logits(model, images_small[lo:lo + batch_size], device, precision, flip_tta)
+        outputs = predict_logits(model, images_small[lo:lo + batch_size], device, precision, flip_tta,
+                                 tta_sides)
         scores = leaf_scores(outputs, tree, mode)
         full = [upsample_argmax(scores[j], tuple(sizes[lo + j])).cpu() for j in range(len(scores))]
         yield lo, outputs, scores, full

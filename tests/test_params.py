@@ -1,7 +1,7 @@
 import pytest
 
 from hseg.errors import UserError
-from hseg.params import check_size, parse_variant, study_variants, train_config
+from hseg.params import check_size, evaluate_settings, parse_variant, study_variants, train_config
 
 
 def test_default_params_are_the_full_study(params):
@@ -77,3 +77,15 @@ def test_any_smp_architecture_and_encoder_is_a_params_only_change(params):
     cfg = train_config(params, "fpn-resnet18-scratch")
     model = build_model(cfg.arch, cfg.encoder, cfg.weights, 7)
     assert type(model).__name__ == "FPN" and model.encoder.__class__.__name__ == "ResNetEncoder"
+
+
+def test_tta_sides_are_a_list_of_multiples_of_32(params):
+    assert evaluate_settings(params).tta_sides == ()
+    params["evaluate"]["tta_sides"] = [160, 192]
+    assert evaluate_settings(params).tta_sides == (160, 192)
+    for value, message in ((192, r"evaluate.tta_sides = 192: must be a list"),
+                           ([160, 100], r"evaluate.tta_sides\[1\] = 100: .*multiple of 32"),
+                           ([0], r"evaluate.tta_sides\[0\] = 0: must be a positive integer")):
+        params["evaluate"]["tta_sides"] = value
+        with pytest.raises(UserError, match=message):
+            evaluate_settings(params)

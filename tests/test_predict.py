@@ -118,6 +118,19 @@ def test_flip_tta_makes_the_prediction_mirror_symmetric(weights, tmp_path):
     assert np.array_equal(a[:, ::-1], b)
 
 
+def test_tta_sides_change_the_prediction_and_bad_sides_are_refused_first(weights, tmp_path):
+    photo(tmp_path / "in" / "a.png", 64, 64, seed=3)
+    args = ["--weights", str(weights), str(tmp_path / "in"), "--leaf-only", "--precision", "fp32", "--no-progress"]
+    maps = {}
+    for name, extra in (("plain", []), ("sides", ["--tta-sides", "32", "96"])):
+        assert run(parser().parse_args(args + ["-o", str(tmp_path / name)] + extra)) == 0
+        maps[name] = np.array(Image.open(tmp_path / name / "a.png"))
+    assert not np.array_equal(maps["plain"], maps["sides"])
+    with pytest.raises(UserError, match=r"--tta-sides\[1\] = 100: .*multiple of 32"):
+        run(parser().parse_args(args + ["-o", str(tmp_path / "bad"), "--tta-sides", "32", "100"]))
+    assert not (tmp_path / "bad").exists()
+
+
 def peak_rss_mb(weights, folder: Path, out: Path) -> float:
     code = ("import sys; from pathlib import Path; from hseg.predict import collect_images, parser, predict_files, run;"
             f"predict_files(collect_images([Path({str(folder)!r})]), Path({str(weights)!r}), Path({str(out)!r}),"

@@ -298,6 +298,51 @@ def test_evaluate_flip_tta_scores_the_mirror_averaged_logits(workdir, tree):
     np.testing.assert_array_equal(with_tta, evaluate_weights(weights, val, tree, settings, False)[1]["confusion"])
 
 
+class _ScaleAveraged(torch.nn.Module):
+    """Multi-scale TTA written out independently: the mean of the logits of x and of x resized to each
+    side (antialiased when shrinking), each resized back to x's side."""
+
+    def __init__(self, model, sides):
+        super().__init__()
+        self.model, self.sides = model, sides
+
+    def forward(self, x):
+        side = x.shape[-1]
+        maps = [self.model(x)]
+        for s in self.sides:
+            small = torch.nn.functional.interpolate(x, size=(s, s), mode="bilinear", antialias=s < side)
+            maps.append(torch.nn.functional.interpolate(self.model(small), size=(side, side), mode="bilinear"))
+        return torch.stack(maps).mean(0)
+
+
+def test_evaluate_tta_sides_scores_the_scale_averaged_logits(workdir, tree):
+    from hseg.evaluate import evaluate_model, evaluate_weights
+    from hseg.models import load_checkpoint
+    from hseg.params import evaluate_settings
+    weights = workdir / "models" / f"{VARIANT}.pt"
+    if not weights.exists():
+        assert stage(workdir, "stages.train", VARIANT, "--no-progress").wait(timeout=300) == 0
+    model, meta = load_checkpoint(weights)
+    val = load(workdir, "val")
+    side = val["images"].shape[-1]
+    sides = (side - 32, side + 32)
+    device = torch.device("cpu")
+
+    def confusion(net, tta_sides=(), flip_tta=False):
+        return evaluate_model(net, meta["mode"], val, tree, device, "fp32", 4, False, flip_tta,
+                              tta_sides)[1]["confusion"]
+
+    with_tta = confusion(model, sides)
+    assert not np.array_equal(with_tta, confusion(model))  # precondition: TTA changes some pixel
+    np.testing.assert_array_equal(with_tta, confusion(_ScaleAveraged(model, sides).eval()))
+    # with flips: every view and its mirror image; and params' evaluate.tta_sides reaches the evaluate stage
+    both = confusion(_MirrorAveraged(_ScaleAveraged(model, sides)).eval())
+    np.testing.assert_array_equal(both, confusion(model, sides, flip_tta=True))
+    settings = evaluate_settings({"evaluate": {"flip_tta": True, "tta_sides": list(sides), "precision": "fp32",
+                                               "batch_size": 4, "device": "cpu"}})
+    np.testing.assert_array_equal(both, evaluate_weights(weights, val, tree, settings, False)[1]["confusion"])
+
+
 def test_finished_history_refuses_an_interrupted_log_and_names_it(tmp_path):
     """An interrupted run's dvclive log (its last epoch not validated) must not reach the figures."""
     directory = tmp_path / "dvclive" / "unet-resnet34-scratch"
