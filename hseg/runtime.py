@@ -71,7 +71,8 @@ def predict_logits(model, images_uint8: torch.Tensor, device, precision: str, fl
     """Float32 logits (N,C,S,S) for a uint8 batch at the cache size S. Test-time augmentation
     averages the logits of several views, each mapped back to S x S: with ``flip_tta`` the mirror
     image (flipped back), with ``tta_sides`` the batch resized to each of those sides (antialiased
-    when shrinking, like a cache prepared at that size; logits resized back bilinearly)."""
+    when shrinking, like a cache prepared at that size; logits resized back bilinearly; S itself
+    counts once)."""
     x = to_device(images_uint8, device)
     side = x.shape[-1]
     total, views = 0, 0
@@ -85,7 +86,7 @@ def predict_logits(model, images_uint8: torch.Tensor, device, precision: str, fl
                 if s != side:
                     logits = F.interpolate(logits, size=(side, side), mode="bilinear", align_corners=False)
                 total, views = total + logits, views + 1
-    return total / views if views > 1 else total
+    return total / views
 
 
 def _bilinear_taps(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

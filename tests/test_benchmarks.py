@@ -125,3 +125,32 @@ def test_inference_benchmark_leaf_argmax_row_is_evaluates_score(tmp_path, params
     wrong = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "inference.py"), "missing.pt"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=300)
     assert wrong.returncode == 2 and wrong.stderr.startswith("error: missing.pt not found")
+
+
+def test_tta_benchmark_scores_each_setting_as_evaluate_does(tmp_path, params, tree, dataset):
+    from hseg.dataset import read_ids
+    from hseg.evaluate import evaluate_model
+    from hseg.models import build_model
+    from hseg.params import train_config
+    from hseg.prepare import build_cache, load_cache, save_cache
+    from hseg.train import _save_weights
+    cache = build_cache(dataset, read_ids(dataset / "val_id.txt"), 7, 64, keep_full_masks=True, workers=1)
+    save_cache({**cache, "leaf_names": CLASSES}, tmp_path / "val.pt")
+    torch.manual_seed(0)
+    net = build_model("unet", "resnet34", "scratch", len(CLASSES)).eval()
+    _save_weights(tmp_path / "w.pt", net, train_config(params, "unet-resnet34-scratch"), tree, 64)
+    params["evaluate"]["precision"] = "fp32"  # bf16 rounding of an untrained net's near-ties can differ by process
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    script = [sys.executable, str(ROOT / "benchmarks" / "tta.py"), "w.pt", "--val-cache", "val.pt", "--settings"]
+    done = subprocess.run(script + ["none", "flip:32,96"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    cpu, val = torch.device("cpu"), load_cache(tmp_path / "val.pt")
+    rows = {}
+    for name, flip, sides in (("none", False, ()), ("flip:32,96", True, (32, 96))):
+        scores, _ = evaluate_model(net, "flat", val, tree, cpu, "fp32", 16, False, flip, sides)
+        rows[name] = " / ".join("-" if scores[f"miou{k}"] is None else f"{scores[f'miou{k}']:.4f}" for k in range(3))
+        assert f"{name}: mIoU {rows[name]};" in done.stdout
+    assert rows["none"] != rows["flip:32,96"], "precondition: the two settings score differently"
+    for bad, message in (("flip:100", "--settings 'flip:100' side[0] = 100"), ("flip:a", "expected none, flip")):
+        wrong = subprocess.run(script + [bad], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert wrong.returncode == 2 and message in wrong.stderr

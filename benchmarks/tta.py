@@ -1,0 +1,88 @@
+"""What test-time augmentation buys one trained model: its val scores and seconds under each setting.
+
+    python benchmarks/tta.py models/unet-resnet34-scratch.pt                       # none, flip, flip:<S-32>
+    python benchmarks/tta.py models/unet-resnet34-scratch.pt --settings flip flip:192 flip:192,256
+
+A setting is `none`, `flip`, `SIDES` or `flip:SIDES`, SIDES being comma-separated input sides for
+multi-scale TTA (`evaluate.tta_sides`; multiples of 32). Each is scored exactly as the evaluate stage
+scores (`hseg.evaluate.evaluate_model`: the val cache at its own size S, logits upsampled to each
+image's original size, one confusion matrix), with evaluate's device, precision and batch size from
+params.yaml. Printed per setting: mIoU at every level, the leaf IoU per class, and the seconds it
+took, so the gain can be set against its cost. The default list ends with one step smaller than the
+cache (S - 32), the setting that helped the hour model (README, "One model in an hour").
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hseg import layout  # noqa: E402
+from hseg.cli import run_cli  # noqa: E402
+from hseg.errors import UserError  # noqa: E402
+from hseg.evaluate import evaluate_model  # noqa: E402
+from hseg.models import load_checkpoint  # noqa: E402
+from hseg.params import evaluate_settings, load_params, tta_sides  # noqa: E402
+from hseg.prepare import load_cache  # noqa: E402
+from hseg.runtime import pick_device, prepare_model  # noqa: E402
+from hseg.tree import build_tree  # noqa: E402
+
+
+def parse_setting(text: str) -> tuple[bool, tuple[int, ...]]:
+    """'none' | 'flip' | 'SIDES' | 'flip:SIDES' -> (flip_tta, tta_sides)."""
+    flip = text == "flip" or text.startswith("flip:")
+    sides = "" if text in ("none", "flip") else text.removeprefix("flip:")
+    try:
+        values = [int(s) for s in sides.split(",") if s]
+    except ValueError:
+        values = None
+    if values is None or (sides and not values):
+        raise UserError(f"--settings {text!r}: expected none, flip, SIDES or flip:SIDES, e.g. flip:160,192")
+    return flip, tta_sides(f"--settings {text!r} side", values)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("weights", type=Path, help="a model written by the train stage")
+    p.add_argument("--val-cache", type=Path, default=layout.cache_file("val"))
+    p.add_argument("--params", type=Path, default=Path("params.yaml"))
+    p.add_argument("--settings", nargs="+", metavar="SETTING", help="default: none flip flip:<cache side - 32>")
+    return p
+
+
+def main(args) -> None:
+    settings = evaluate_settings(load_params(args.params))
+    for text in args.settings or []:
+        parse_setting(text)  # a bad setting is refused before any work
+    model, meta = load_checkpoint(args.weights)
+    tree = build_tree(meta["tree"], meta["background"], meta["leaf_names"])  # the model's own class order
+    val = load_cache(args.val_cache)
+    if list(val["leaf_names"]) != list(tree.leaf_names):
+        raise UserError(f"{args.val_cache} has classes {val['leaf_names']}, the model {tree.leaf_names}")
+    side = val["images"].shape[-1]
+    names = args.settings or ["none", "flip"] + ([f"flip:{side - 32}"] if side > 32 else [])
+    device = pick_device(settings.device)
+    model = prepare_model(model, device)
+    print(f"{args.weights}, {len(val['ids'])} val images at {side} px")
+    for name in names:
+        flip, sides = parse_setting(name)
+        start = time.perf_counter()
+        scores, _ = evaluate_model(model, meta["mode"], val, tree, device, settings.precision, settings.batch_size,
+                                   False, flip, sides)
+        seconds = time.perf_counter() - start
+        deepest = len(tree.levels) - 1
+        levels = " / ".join(_fmt(scores[f"miou{k}"]) for k in range(len(tree.levels)))
+        parts = ", ".join(f"{c} {_fmt(v)}" for c, v in scores[f"iou{deepest}"].items())
+        print(f"{name}: mIoU {levels}; {parts}; {seconds:.0f} s", flush=True)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"  # None: a class neither present nor predicted
+
+
+if __name__ == "__main__":
+    run_cli(main, parser())
