@@ -99,20 +99,28 @@ def test_top_down_inference_decides_one_level_at_a_time(tree, monkeypatch):
     assert top_down(probs, tree).tolist() == [[names.index("up_leg"), names.index("head")]]
 
 
-def test_inference_benchmark_leaf_argmax_row_is_evaluates_score(tmp_path, params, tree, dataset):
+def untrained_model_and_val_cache(tmp_path, params, tree, dataset, side: int):
+    """Writes val.pt (the synthetic val split at ``side``), w.pt (an untrained UNet-R34) and params.yaml
+    under tmp_path, for the scripts that score a model; returns the model."""
     from hseg.dataset import read_ids
-    from hseg.evaluate import evaluate_model
     from hseg.models import build_model
     from hseg.params import train_config
-    from hseg.prepare import build_cache, load_cache, save_cache
-    from hseg.runtime import resolve_precision
+    from hseg.prepare import build_cache, save_cache
     from hseg.train import _save_weights
-    cache = build_cache(dataset, read_ids(dataset / "val_id.txt"), 7, 32, keep_full_masks=True, workers=1)
+    cache = build_cache(dataset, read_ids(dataset / "val_id.txt"), 7, side, keep_full_masks=True, workers=1)
     save_cache({**cache, "leaf_names": CLASSES}, tmp_path / "val.pt")
     torch.manual_seed(0)
     net = build_model("unet", "resnet34", "scratch", len(CLASSES)).eval()
-    _save_weights(tmp_path / "w.pt", net, train_config(params, "unet-resnet34-scratch"), tree, 32)
+    _save_weights(tmp_path / "w.pt", net, train_config(params, "unet-resnet34-scratch"), tree, side)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return net
+
+
+def test_inference_benchmark_leaf_argmax_row_is_evaluates_score(tmp_path, params, tree, dataset):
+    from hseg.evaluate import evaluate_model
+    from hseg.prepare import load_cache
+    from hseg.runtime import resolve_precision
+    net = untrained_model_and_val_cache(tmp_path, params, tree, dataset, 32)
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "inference.py"), "w.pt", "--val-cache", "val.pt",
                            "--flip-tta"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -128,19 +136,10 @@ def test_inference_benchmark_leaf_argmax_row_is_evaluates_score(tmp_path, params
 
 
 def test_tta_benchmark_scores_each_setting_as_evaluate_does(tmp_path, params, tree, dataset):
-    from hseg.dataset import read_ids
     from hseg.evaluate import evaluate_model
-    from hseg.models import build_model
-    from hseg.params import train_config
-    from hseg.prepare import build_cache, load_cache, save_cache
-    from hseg.train import _save_weights
-    cache = build_cache(dataset, read_ids(dataset / "val_id.txt"), 7, 64, keep_full_masks=True, workers=1)
-    save_cache({**cache, "leaf_names": CLASSES}, tmp_path / "val.pt")
-    torch.manual_seed(0)
-    net = build_model("unet", "resnet34", "scratch", len(CLASSES)).eval()
-    _save_weights(tmp_path / "w.pt", net, train_config(params, "unet-resnet34-scratch"), tree, 64)
+    from hseg.prepare import load_cache
     params["evaluate"]["precision"] = "fp32"  # bf16 rounding of an untrained net's near-ties can differ by process
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    net = untrained_model_and_val_cache(tmp_path, params, tree, dataset, 64)
     script = [sys.executable, str(ROOT / "benchmarks" / "tta.py"), "w.pt", "--val-cache", "val.pt", "--settings"]
     done = subprocess.run(script + ["none", "flip:32,96"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

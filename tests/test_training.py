@@ -275,15 +275,20 @@ class _MirrorAveraged(torch.nn.Module):
         return (self.model(x) + torch.flip(self.model(torch.flip(x, dims=[3])), dims=[3])) / 2
 
 
-def test_evaluate_flip_tta_scores_the_mirror_averaged_logits(workdir, tree):
-    from hseg.evaluate import evaluate_model, evaluate_weights
+def trained_model_and_val(workdir):
+    """(weights path, model, its metadata, val cache) of the workdir's variant, trained once."""
     from hseg.models import load_checkpoint
-    from hseg.params import evaluate_settings
     weights = workdir / "models" / f"{VARIANT}.pt"
     if not weights.exists():
         assert stage(workdir, "stages.train", VARIANT, "--no-progress").wait(timeout=300) == 0
     model, meta = load_checkpoint(weights)
-    val = load(workdir, "val")
+    return weights, model, meta, load(workdir, "val")
+
+
+def test_evaluate_flip_tta_scores_the_mirror_averaged_logits(workdir, tree):
+    from hseg.evaluate import evaluate_model, evaluate_weights
+    from hseg.params import evaluate_settings
+    weights, model, meta, val = trained_model_and_val(workdir)
     device = torch.device("cpu")
 
     def confusion(net, flip_tta):
@@ -317,13 +322,8 @@ class _ScaleAveraged(torch.nn.Module):
 
 def test_evaluate_tta_sides_scores_the_scale_averaged_logits(workdir, tree):
     from hseg.evaluate import evaluate_model, evaluate_weights
-    from hseg.models import load_checkpoint
     from hseg.params import evaluate_settings
-    weights = workdir / "models" / f"{VARIANT}.pt"
-    if not weights.exists():
-        assert stage(workdir, "stages.train", VARIANT, "--no-progress").wait(timeout=300) == 0
-    model, meta = load_checkpoint(weights)
-    val = load(workdir, "val")
+    weights, model, meta, val = trained_model_and_val(workdir)
     side = val["images"].shape[-1]
     sides = (side - 32, side + 32)
     device = torch.device("cpu")
