@@ -29,11 +29,11 @@ from hseg.cli import run_cli  # noqa: E402
 from hseg.errors import UserError  # noqa: E402
 from hseg.hierarchy import class_argmax  # noqa: E402
 from hseg.metrics import confusion_matrix, hierarchical_scores  # noqa: E402
-from hseg.models import load_checkpoint  # noqa: E402
 from hseg.params import evaluate_settings, load_params  # noqa: E402
-from hseg.prepare import full_mask, load_cache  # noqa: E402
+from hseg.prepare import full_mask  # noqa: E402
 from hseg.runtime import pick_device, predict_logits, prepare_model, resolve_precision  # noqa: E402
-from hseg.tree import ClassTree, build_tree  # noqa: E402
+from hseg.tree import ClassTree  # noqa: E402
+from scoring import load_model_and_val, score_line  # noqa: E402
 
 
 def top_down(probs: torch.Tensor, tree: ClassTree) -> torch.Tensor:
@@ -63,13 +63,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(args) -> None:
     settings = evaluate_settings(load_params(args.params))
-    model, meta = load_checkpoint(args.weights)
+    model, meta, tree, val = load_model_and_val(args.weights, args.val_cache)
     if meta["mode"] != "flat":
         raise UserError(f"{args.weights} is a {meta['mode']}-mode model; top-down inference here is for flat models")
-    tree = build_tree(meta["tree"], meta["background"], meta["leaf_names"])  # the model's own class order
-    val = load_cache(args.val_cache)
-    if list(val["leaf_names"]) != list(tree.leaf_names):
-        raise UserError(f"{args.val_cache} has classes {val['leaf_names']}, the model {tree.leaf_names}")
     device = pick_device(settings.device)
     precision = resolve_precision(settings.precision, device)
     flip_tta = settings.flip_tta if args.flip_tta is None else args.flip_tta
@@ -86,17 +82,9 @@ def main(args) -> None:
             full = F.interpolate(one[None], size=tuple(sizes[lo + j]), mode="bilinear", align_corners=False)[0]
             for name, rule in rules.items():
                 cms[name] += confusion_matrix(truth, rule(full).cpu(), n_cls)
-    deepest = len(tree.levels) - 1
     print(f"{args.weights}, {len(sizes)} val images, flip TTA {'on' if flip_tta else 'off'}")
     for name, cm in cms.items():
-        scores = hierarchical_scores(cm.numpy(), tree)
-        levels = " / ".join(_fmt(scores[f"miou{k}"]) for k in range(len(tree.levels)))
-        parts = ", ".join(f"{c} {_fmt(v)}" for c, v in scores[f"iou{deepest}"].items())
-        print(f"{name}: mIoU {levels}; {parts}")
-
-
-def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.3f}"  # None: a class neither present nor predicted
+        print(score_line(name, hierarchical_scores(cm.numpy(), tree), tree, 3))
 
 
 if __name__ == "__main__":

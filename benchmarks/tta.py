@@ -25,11 +25,9 @@ from hseg import layout  # noqa: E402
 from hseg.cli import run_cli  # noqa: E402
 from hseg.errors import UserError  # noqa: E402
 from hseg.evaluate import evaluate_model  # noqa: E402
-from hseg.models import load_checkpoint  # noqa: E402
 from hseg.params import evaluate_settings, load_params, tta_sides  # noqa: E402
-from hseg.prepare import load_cache  # noqa: E402
 from hseg.runtime import pick_device, prepare_model  # noqa: E402
-from hseg.tree import build_tree  # noqa: E402
+from scoring import load_model_and_val, score_line  # noqa: E402
 
 
 def parse_setting(text: str) -> tuple[bool, tuple[int, ...]]:
@@ -58,11 +56,7 @@ def main(args) -> None:
     settings = evaluate_settings(load_params(args.params))
     for text in args.settings or []:
         parse_setting(text)  # a bad setting is refused before any work
-    model, meta = load_checkpoint(args.weights)
-    tree = build_tree(meta["tree"], meta["background"], meta["leaf_names"])  # the model's own class order
-    val = load_cache(args.val_cache)
-    if list(val["leaf_names"]) != list(tree.leaf_names):
-        raise UserError(f"{args.val_cache} has classes {val['leaf_names']}, the model {tree.leaf_names}")
+    model, meta, tree, val = load_model_and_val(args.weights, args.val_cache)
     side = val["images"].shape[-1]
     names = args.settings or ["none", "flip"] + ([f"flip:{side - 32}"] if side > 32 else [])
     device = pick_device(settings.device)
@@ -73,15 +67,7 @@ def main(args) -> None:
         start = time.perf_counter()
         scores, _ = evaluate_model(model, meta["mode"], val, tree, device, settings.precision, settings.batch_size,
                                    False, flip, sides)
-        seconds = time.perf_counter() - start
-        deepest = len(tree.levels) - 1
-        levels = " / ".join(_fmt(scores[f"miou{k}"]) for k in range(len(tree.levels)))
-        parts = ", ".join(f"{c} {_fmt(v)}" for c, v in scores[f"iou{deepest}"].items())
-        print(f"{name}: mIoU {levels}; {parts}; {seconds:.0f} s", flush=True)
-
-
-def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.4f}"  # None: a class neither present nor predicted
+        print(f"{score_line(name, scores, tree, 4)}; {time.perf_counter() - start:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
