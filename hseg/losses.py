@@ -13,7 +13,7 @@ from segmentation_models_pytorch.losses import DiceLoss
 
 from .errors import UserError
 from .hierarchy import level_targets, split_levels, tree_min_loss
-from .tree import IGNORE, ClassTree
+from .tree import IGNORE, ClassTree, Level
 
 
 # class_weights scheme -> the power p in w_c ~ share_c ** -p
@@ -97,25 +97,48 @@ class SegLoss:
         return sum(w * term(logits, labels) for w, term in self.terms)
 
 
+def level_logits(leaf_logits: torch.Tensor, level: Level) -> torch.Tensor:
+    """Scores whose softmax is the level's class probabilities under a flat model: each class's
+    probability is the sum of its leaves' softmax, i.e. its logit is the log-sum-exp of theirs."""
+    groups = [torch.as_tensor(np.flatnonzero(level.leaf_to_level == c), device=leaf_logits.device)
+              for c in range(level.num_classes)]
+    return torch.stack([leaf_logits.index_select(1, g).logsumexp(1) for g in groups], 1)
+
+
+def _level_seg_loss(level: Level, loss_weights: dict, class_weighting: str, leaf_pixels) -> SegLoss:
+    """The loss terms for one level, class weights from the leaf pixel counts summed into its classes."""
+    counts = None
+    if leaf_pixels is not None:
+        counts = np.bincount(level.leaf_to_level, weights=np.asarray(leaf_pixels, dtype=np.float64),
+                             minlength=level.num_classes)
+    return SegLoss(loss_weights, class_weights(counts, class_weighting) if counts is not None else None)
+
+
 def make_loss(tree: ClassTree, mode: str, loss_weights: dict, class_weighting: str = "none",
-              leaf_pixels=None, tree_weight: float = 1.0, gamma: float = 2.0):
+              leaf_pixels=None, tree_weight: float = 1.0, gamma: float = 2.0, level_weight: float = 0.0):
     """The training loss ``(outputs, leaf_mask) -> scalar``.
 
-    flat: ``loss_weights`` terms on the leaf logits. tree: the same terms on every
+    flat: ``loss_weights`` terms on the leaf logits, plus ``level_weight`` x the same terms on
+    each coarser level's probabilities (``level_logits``). tree: the same terms on every
     level's logits, summed over levels, plus ``tree_weight`` x the tree-min loss.
     Class weights come from the train split's leaf pixel counts, summed into each level."""
     if class_weighting != "none" and leaf_pixels is None:
         raise UserError(f"train.class_weights = {class_weighting!r} needs the train split's pixel counts, which "
                         f"this cache lacks: rerun prepare (`dvc repro -f prepare`)")
     if mode == "flat":
-        return SegLoss(loss_weights, class_weights(leaf_pixels, class_weighting) if leaf_pixels is not None else None)
-    per_level = []
-    for level in tree.levels:
-        counts = None
-        if leaf_pixels is not None:
-            counts = np.bincount(level.leaf_to_level, weights=np.asarray(leaf_pixels, dtype=np.float64),
-                                 minlength=level.num_classes)
-        per_level.append(SegLoss(loss_weights, class_weights(counts, class_weighting) if counts is not None else None))
+        leaf_loss = SegLoss(loss_weights, class_weights(leaf_pixels, class_weighting)
+                            if leaf_pixels is not None else None)
+        if not level_weight:
+            return leaf_loss
+        coarse = [_level_seg_loss(level, loss_weights, class_weighting, leaf_pixels) for level in tree.levels[:-1]]
+
+        def flat_loss(logits, leaf_mask):
+            logits = logits.float()
+            targets = level_targets(leaf_mask, tree)[:-1]
+            level_sum = sum(fn(level_logits(logits, level), t) for fn, level, t in zip(coarse, tree.levels, targets))
+            return leaf_loss(logits, leaf_mask) + level_weight * level_sum
+        return flat_loss
+    per_level = [_level_seg_loss(level, loss_weights, class_weighting, leaf_pixels) for level in tree.levels]
 
     def tree_loss(outputs, leaf_mask):
         outputs = outputs.float()

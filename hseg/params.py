@@ -181,12 +181,21 @@ class TrainConfig:
     class_weights: str       # none | inverse_sqrt | inverse
     tree_weight: float
     tree_gamma: float
+    level_weight: float      # flat loss: weight of the terms on the coarser levels' summed probabilities
     val_every: int
     processes: int
     accumulate: int
     compile: bool            # torch.compile the model (CUDA only)
     augment: Augment = field(default_factory=Augment)
     progressive: tuple = ()  # ((epochs, side), ...): progressive resizing, the first epochs at smaller sides
+
+
+def _level_weight(name: str, value, loss: str) -> float:
+    weight = _non_negative(name, value)
+    if weight and loss != "flat":
+        raise UserError(f"{name} = {value!r} applies to the flat loss only; the tree loss already scores every "
+                        f"level (set it to 0, or train.loss to flat)")
+    return float(weight)
 
 
 def epoch_side(cfg: TrainConfig, epoch: int) -> int:
@@ -305,6 +314,7 @@ def train_config(params: dict, variant: str) -> TrainConfig:
         _non_negative(where("crop"), crop, int, " (0 = train on the whole cached image)")
     schedule = _choice(f"{where('scheduler')}.name", sched.get("name", "cosine_restarts"), SCHEDULES)
     epochs = _positive(where("epochs"), recipe.get("epochs"), int)
+    loss = _choice(where("loss"), recipe.get("loss", "flat"), LOSSES)
     return TrainConfig(
         variant=variant, arch=arch, encoder=encoder, weights=weights,
         epochs=epochs,
@@ -320,11 +330,12 @@ def train_config(params: dict, variant: str) -> TrainConfig:
         seed=seed,
         precision=_choice(where("precision"), recipe.get("precision", "auto"), PRECISIONS),
         device=_choice(where("device"), recipe.get("device", "auto"), ("auto", "cpu", "cuda")),
-        loss=_choice(where("loss"), recipe.get("loss", "flat"), LOSSES),
+        loss=loss,
         loss_weights=loss_weights,
         class_weights=_choice(where("class_weights"), recipe.get("class_weights", "none"), CLASS_WEIGHTS),
         tree_weight=_non_negative(f"{where('tree_loss')}.weight", tree_loss.get("weight", 1.0)),
         tree_gamma=_non_negative(f"{where('tree_loss')}.gamma", tree_loss.get("gamma", 2.0)),
+        level_weight=_level_weight(where("level_weight"), recipe.get("level_weight", 0.0), loss),
         val_every=_positive(where("val_every"), recipe.get("val_every", 1), int),
         processes=_positive(where("processes"), recipe.get("processes", 1), int),
         accumulate=_positive(where("accumulate"), recipe.get("accumulate", 1), int),

@@ -289,7 +289,7 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LrFactor(cfg, steps))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     loss_fn = make_loss(tree, cfg.loss, cfg.loss_weights, cfg.class_weights, train_cache.get("pixel_counts"),
-                        cfg.tree_weight, cfg.tree_gamma)
+                        cfg.tree_weight, cfg.tree_gamma, cfg.level_weight)
     gen = torch.Generator().manual_seed(cfg.seed)
     checkpoint = Checkpoint(resume_path, fingerprint(cfg, train_cache))
     start_epoch, history = checkpoint.restore(net, optimizer, scheduler, scaler, gen)

@@ -89,3 +89,15 @@ def test_tta_sides_are_a_list_of_multiples_of_32(params):
         params["evaluate"]["tta_sides"] = value
         with pytest.raises(UserError, match=message):
             evaluate_settings(params)
+
+
+def test_level_weight_is_a_non_negative_number_for_the_flat_loss_only(params):
+    assert train_config(params, "unet-resnet34-scratch").level_weight == 0
+    params["train"]["level_weight"] = 0.5
+    assert train_config(params, "unet-resnet34-scratch").level_weight == 0.5
+    params["train"]["loss"] = "tree"
+    with pytest.raises(UserError, match=r"train.level_weight = 0.5 applies to the flat loss only"):
+        train_config(params, "unet-resnet34-scratch")
+    params["train"].update(loss="flat", level_weight=-1)
+    with pytest.raises(UserError, match=r"train.level_weight = -1"):
+        train_config(params, "unet-resnet34-scratch")

@@ -18,6 +18,7 @@ from hseg.params import (Augment, deep_merge, epoch_side, evaluate_settings, loa
                          study_variants, train_config)
 from hseg.train import LrFactor, check_batching
 from hseg.tree import IGNORE
+from tests.synthetic import CLASSES
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANT = "unet-resnet34-scratch"
@@ -48,7 +49,7 @@ def test_readme_original_recipe_command_sets_exactly_the_study_values(params, tm
     assert prepare_settings(params).size == 256
     assert (cfg.epochs, cfg.batch_size, cfg.crop, cfg.optimizer, cfg.lr, cfg.weight_decay) == (20, 16, 0, "adam", 1e-3, 0)
     assert (cfg.schedule, cfg.warmup_epochs, cfg.t0, cfg.eta_min) == ("cosine_restarts", 0, 10, 1e-6)
-    assert cfg.loss == "flat" and cfg.class_weights == "none"
+    assert cfg.loss == "flat" and cfg.class_weights == "none" and cfg.level_weight == 0
     assert {k: w for k, w in cfg.loss_weights.items() if w} == {"ce": 1.0}
     assert cfg.augment == Augment(hflip=True, scale=(1.0, 1.0), shift=0, rotate=0, brightness=0, contrast=0)
     assert params["study"] == {"archs": ["unet", "deeplabv3plus"], "encoders": ["resnet34", "resnet50"],
@@ -327,6 +328,53 @@ def test_class_weights_reach_the_cross_entropy(tree):
     loss = make_loss(tree, "flat", {"ce": 1.0}, "inverse_sqrt", counts)(logits, labels)
     expected = F.cross_entropy(logits, labels, weight=class_weights(counts, "inverse_sqrt"))
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+# The study's coarser levels, written out by class name (independent of hseg.tree's level tables).
+COARSE_GROUPS = [{"bg": ["bg"], "body": ["head", "torso", "up_hand", "low_hand", "up_leg", "low_leg"]},
+                 {"bg": ["bg"], "upper_body": ["head", "torso", "up_hand", "low_hand"], "lower_body": ["up_leg", "low_leg"]}]
+
+
+def _marginals(logits: np.ndarray, groups: dict) -> np.ndarray:
+    """(N, len(groups), H, W): each group's summed leaf softmax, in numpy."""
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    p = e / e.sum(1, keepdims=True)
+    return np.stack([p[:, [CLASSES.index(n) for n in names]].sum(1) for names in groups.values()], 1)
+
+
+def test_level_logits_softmax_is_the_summed_leaf_softmax(tree):
+    from hseg.losses import level_logits
+    torch.manual_seed(8)
+    logits = torch.randn(2, 7, 5, 6) * 4
+    for level, groups in zip(tree.levels, COARSE_GROUPS):
+        assert level.names == tuple(groups)
+        got = level_logits(logits, level).softmax(1).numpy()
+        np.testing.assert_allclose(got, _marginals(logits.double().numpy(), groups), rtol=1e-5, atol=1e-7)
+
+
+def test_flat_level_weight_adds_the_weighted_cross_entropy_of_each_coarser_level(tree):
+    torch.manual_seed(9)
+    logits, labels = torch.randn(2, 7, 4, 4) * 3, torch.randint(0, 7, (2, 4, 4))
+    labels[1, 2] = IGNORE
+    counts = np.array([1000, 10, 200, 50, 100, 30, 20], dtype=np.float64)
+    loss = make_loss(tree, "flat", {"ce": 1.0}, "inverse_sqrt", counts, level_weight=0.25)(logits, labels)
+    expected = F.cross_entropy(logits, labels, weight=class_weights(counts, "inverse_sqrt"), ignore_index=IGNORE).item()
+    y = labels.numpy()
+    valid = y != IGNORE
+    for groups in COARSE_GROUPS:
+        ids = [[CLASSES.index(n) for n in names] for names in groups.values()]
+        share = np.array([counts[g].sum() for g in ids]) / counts.sum()
+        w = share ** -0.5
+        w = w / w.mean()
+        target = np.zeros_like(y)
+        for c, g in enumerate(ids):
+            target[np.isin(y, g)] = c
+        p = _marginals(logits.double().numpy(), groups)
+        p_true = np.take_along_axis(p, target[:, None], 1)[:, 0]
+        expected += 0.25 * (w[target] * -np.log(p_true))[valid].sum() / w[target][valid].sum()
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert make_loss(tree, "flat", {"ce": 1.0}, "inverse_sqrt", counts)(logits, labels).item() == pytest.approx(
+        F.cross_entropy(logits, labels, weight=class_weights(counts, "inverse_sqrt"), ignore_index=IGNORE).item())
 
 
 def test_tree_mode_applies_the_terms_per_level(tree):
