@@ -8,6 +8,7 @@ message instead of a traceback from inside the hub client.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 from pathlib import Path
@@ -76,11 +77,40 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def build_model(arch: str, encoder: str, weights: str, num_classes: int) -> torch.nn.Module:
-    """An smp model; ``weights='imagenet'`` loads the encoder from the local HF cache."""
+def default_decoder_channels(arch: str):
+    """smp's default ``decoder_channels`` for ``arch``: an int, a tuple (one per decoder block),
+    or None where the architecture has no such argument (e.g. FPN, PSPNet)."""
+    param = inspect.signature(smp.MODEL_ARCHITECTURES_MAPPING[arch]).parameters.get("decoder_channels")
+    default = None if param is None else param.default
+    return default if isinstance(default, (int, tuple, list)) and not isinstance(default, bool) else None
+
+
+def scalable_archs() -> list[str]:
+    """The architectures whose decoder ``decoder_width`` can scale."""
+    return [a for a in smp.MODEL_ARCHITECTURES_MAPPING if default_decoder_channels(a) is not None]
+
+
+def decoder_channels(arch: str, width: float) -> dict:
+    """smp keyword arguments scaling ``arch``'s default decoder channels by ``width``
+    ({} at width 1, so the default model is built exactly as smp builds it)."""
+    if width == 1:
+        return {}
+    default = default_decoder_channels(arch)
+    if default is None:
+        raise UserError(f"decoder_width = {width!r}: {arch} has no decoder_channels to scale; set it to 1, "
+                        f"or use one of {', '.join(scalable_archs())}")
+    if isinstance(default, int):
+        return {"decoder_channels": max(1, round(default * width))}
+    return {"decoder_channels": tuple(max(1, round(c * width)) for c in default)}
+
+
+def build_model(arch: str, encoder: str, weights: str, num_classes: int, decoder_width: float = 1.0) -> torch.nn.Module:
+    """An smp model; ``weights='imagenet'`` loads the encoder from the local HF cache;
+    ``decoder_width`` scales the decoder's channels (1 = smp's default)."""
     if arch not in smp.MODEL_ARCHITECTURES_MAPPING:
         raise UserError(f"arch = {arch!r}: allowed values are {', '.join(smp.MODEL_ARCHITECTURES_MAPPING)}")
-    model = smp.create_model(arch, encoder_name=encoder, encoder_weights=None, classes=num_classes)
+    model = smp.create_model(arch, encoder_name=encoder, encoder_weights=None, classes=num_classes,
+                             **decoder_channels(arch, decoder_width))
     if weights == "imagenet":
         state = load_file(imagenet_weights_file(encoder), device="cpu")
         model.encoder.load_state_dict(state)
@@ -101,6 +131,7 @@ def load_checkpoint(path: str | Path, device="cpu") -> tuple[torch.nn.Module, di
         raise UserError(f"{path} not found: train this variant first (`dvc repro train@<variant>`)")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     meta = ckpt["meta"]
-    model = build_model(meta["arch"], meta["encoder"], "scratch", meta["num_classes"])
+    model = build_model(meta["arch"], meta["encoder"], "scratch", meta["num_classes"],
+                        meta.get("decoder_width", 1.0))  # weights from before decoder_width: smp's default
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), meta

@@ -186,8 +186,19 @@ class TrainConfig:
     processes: int
     accumulate: int
     compile: bool            # torch.compile the model (CUDA only)
+    decoder_width: float = 1.0  # scales smp's default decoder channels (1 = the default model)
     augment: Augment = field(default_factory=Augment)
     progressive: tuple = ()  # ((epochs, side), ...): progressive resizing, the first epochs at smaller sides
+
+
+def _decoder_width(name: str, value, arch: str) -> float:
+    width = float(_positive(name, value))
+    if width != 1:
+        from .models import scalable_archs
+        if arch not in scalable_archs():
+            raise UserError(f"{name} = {value!r}: {arch} has no decoder_channels to scale; set it to 1 for this "
+                            f"variant (variants.<variant>.decoder_width), or use one of {', '.join(scalable_archs())}")
+    return width
 
 
 def _level_weight(name: str, value, loss: str) -> float:
@@ -340,6 +351,7 @@ def train_config(params: dict, variant: str) -> TrainConfig:
         processes=_positive(where("processes"), recipe.get("processes", 1), int),
         accumulate=_positive(where("accumulate"), recipe.get("accumulate", 1), int),
         compile=_boolean(where("compile"), recipe.get("compile", False)),
+        decoder_width=_decoder_width(where("decoder_width"), recipe.get("decoder_width", 1.0), arch),
         augment=_augment(where("augment"), _mapping(where("augment"), recipe.get("augment"))),
         progressive=_progressive(where, recipe.get("progressive"), epochs, crop),
     )
