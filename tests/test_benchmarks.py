@@ -74,6 +74,18 @@ def test_optimizer_benchmark_times_both_implementations():
     assert "unet-resnet34: default " in done.stdout and "fused steps are" in done.stdout
 
 
+def test_decoder_benchmark_times_each_width_against_the_first():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "decoder.py"), "--widths", "1", "0.5",
+                           "--sizes", "32", "--batch", "2", "--steps", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "0.5 -> (128, 64, 32, 16, 8)" in done.stdout
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith("32 px: ")]
+    assert "width 1 " in row and "(1.00x)" in row and "width 0.5 " in row
+    refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "decoder.py"), "--model", "fpn-resnet18",
+                              "--widths", "1", "0.5"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "error: decoder_width = 0.5: fpn has no decoder_channels" in refused.stderr
+
+
 def test_evaluate_benchmark_times_both_argmax_ways_and_they_agree():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "evaluate.py"), "--size", "32", "--images", "3",
                            "--batch", "2", "--repeats", "1"], capture_output=True, text=True, timeout=300)

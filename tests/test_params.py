@@ -101,3 +101,21 @@ def test_level_weight_is_a_non_negative_number_for_the_flat_loss_only(params):
     params["train"].update(loss="flat", level_weight=-1)
     with pytest.raises(UserError, match=r"train.level_weight = -1"):
         train_config(params, "unet-resnet34-scratch")
+
+
+def test_decoder_width_is_a_positive_number_for_archs_with_decoder_channels(params):
+    assert train_config(params, "unet-resnet34-scratch").decoder_width == 1.0
+    params["train"]["decoder_width"] = 0.5
+    assert train_config(params, "unet-resnet34-scratch").decoder_width == 0.5
+    assert train_config(params, "deeplabv3plus-resnet50-imagenet").decoder_width == 0.5
+    for value in (0, -0.5, "half", True):
+        params["train"]["decoder_width"] = value
+        with pytest.raises(UserError, match=rf"train.decoder_width = {value!r}: must be a positive number"):
+            train_config(params, "unet-resnet34-scratch")
+    # FPN has no decoder_channels argument: refused before any compute, unless its variant sets 1
+    params["train"]["decoder_width"] = 0.5
+    with pytest.raises(UserError, match=r"train.decoder_width = 0.5: fpn has no decoder_channels to scale.*"
+                                        r"variants.<variant>.decoder_width.*unet"):
+        train_config(params, "fpn-resnet34-scratch")
+    params["variants"]["fpn-resnet34-scratch"] = {"decoder_width": 1}
+    assert train_config(params, "fpn-resnet34-scratch").decoder_width == 1.0

@@ -185,6 +185,14 @@ def test_tree_mode_checkpoint_evaluates_and_predicts(workdir, tree, tmp_path):
     assert leaf.shape == Image.open(image).size[::-1] and leaf.max() < 7
 
 
+def test_decoder_width_is_trained_and_recorded_in_the_weights(workdir, tree, tmp_path):
+    from hseg.models import load_checkpoint
+    state, _ = train_once(workdir, tree, tmp_path, epochs=1, decoder_width=0.5)
+    model, meta = load_checkpoint(tmp_path / "w.pt")
+    assert meta["decoder_width"] == 0.5 and model.segmentation_head[0].in_channels == 8  # UNet's last block: 16 / 2
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+
+
 def test_auto_precision_without_native_bf16_trains_exactly_as_fp32(workdir, tree, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
