@@ -8,7 +8,6 @@ message instead of a traceback from inside the hub client.
 """
 from __future__ import annotations
 
-import inspect
 import os
 import socket
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from .errors import UserError
+from .params import default_decoder_channels, scalable_archs
 
 HUB_FILES = ("config.json", "model.safetensors")
 # the normalisation the ImageNet encoders were trained with; used for every variant
@@ -75,19 +75,6 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return True
     except OSError:
         return False
-
-
-def default_decoder_channels(arch: str):
-    """smp's default ``decoder_channels`` for ``arch``: an int, a tuple (one per decoder block),
-    or None where the architecture has no such argument (e.g. FPN, PSPNet)."""
-    param = inspect.signature(smp.MODEL_ARCHITECTURES_MAPPING[arch]).parameters.get("decoder_channels")
-    default = None if param is None else param.default
-    return default if isinstance(default, (int, tuple, list)) and not isinstance(default, bool) else None
-
-
-def scalable_archs() -> list[str]:
-    """The architectures whose decoder ``decoder_width`` can scale."""
-    return [a for a in smp.MODEL_ARCHITECTURES_MAPPING if default_decoder_channels(a) is not None]
 
 
 def decoder_channels(arch: str, width: float) -> dict:

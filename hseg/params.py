@@ -5,6 +5,7 @@ the bad value and what is allowed.
 """
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -108,6 +109,20 @@ def smp_archs() -> tuple[str, ...]:
     return tuple(smp.MODEL_ARCHITECTURES_MAPPING)
 
 
+def default_decoder_channels(arch: str):
+    """smp's default ``decoder_channels`` for ``arch``: an int, a tuple (one per decoder block),
+    or None where the architecture has no such argument (e.g. FPN, PSPNet)."""
+    import segmentation_models_pytorch as smp
+    param = inspect.signature(smp.MODEL_ARCHITECTURES_MAPPING[arch]).parameters.get("decoder_channels")
+    default = None if param is None else param.default
+    return default if isinstance(default, (int, tuple, list)) and not isinstance(default, bool) else None
+
+
+def scalable_archs() -> list[str]:
+    """The architectures whose decoder ``decoder_width`` can scale."""
+    return [a for a in smp_archs() if default_decoder_channels(a) is not None]
+
+
 def smp_encoders() -> tuple[str, ...]:
     """Every encoder segmentation-models-pytorch provides (its own registry)."""
     import segmentation_models_pytorch as smp
@@ -194,7 +209,6 @@ class TrainConfig:
 def _decoder_width(name: str, value, arch: str) -> float:
     width = float(_positive(name, value))
     if width != 1:
-        from .models import scalable_archs
         if arch not in scalable_archs():
             raise UserError(f"{name} = {value!r}: {arch} has no decoder_channels to scale; set it to 1 for this "
                             f"variant (variants.<variant>.decoder_width), or use one of {', '.join(scalable_archs())}")
