@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from .errors import UserError
-from .params import default_decoder_channels, scalable_archs
+from .params import check_decoder_width, default_decoder_channels
 
 HUB_FILES = ("config.json", "model.safetensors")
 # the normalisation the ImageNet encoders were trained with; used for every variant
@@ -80,12 +80,9 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 def decoder_channels(arch: str, width: float) -> dict:
     """smp keyword arguments scaling ``arch``'s default decoder channels by ``width``
     ({} at width 1, so the default model is built exactly as smp builds it)."""
-    if width == 1:
+    if check_decoder_width("decoder_width", width, arch) == 1:
         return {}
     default = default_decoder_channels(arch)
-    if default is None:
-        raise UserError(f"decoder_width = {width!r}: {arch} has no decoder_channels to scale; set it to 1, "
-                        f"or use one of {', '.join(scalable_archs())}")
     if isinstance(default, int):
         return {"decoder_channels": max(1, round(default * width))}
     return {"decoder_channels": tuple(max(1, round(c * width)) for c in default)}

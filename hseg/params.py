@@ -206,13 +206,16 @@ class TrainConfig:
     progressive: tuple = ()  # ((epochs, side), ...): progressive resizing, the first epochs at smaller sides
 
 
-def _decoder_width(name: str, value, arch: str) -> float:
-    width = float(_positive(name, value))
-    if width != 1:
-        if arch not in scalable_archs():
-            raise UserError(f"{name} = {value!r}: {arch} has no decoder_channels to scale; set it to 1 for this "
-                            f"variant (variants.<variant>.decoder_width), or use one of {', '.join(scalable_archs())}")
+def check_decoder_width(name: str, width, arch: str):
+    """``width`` where ``arch`` has decoder channels to scale (any arch at width 1)."""
+    if width != 1 and default_decoder_channels(arch) is None:
+        raise UserError(f"{name} = {width!r}: {arch} has no decoder_channels to scale; set it to 1 for this "
+                        f"variant (variants.<variant>.decoder_width), or use one of {', '.join(scalable_archs())}")
     return width
+
+
+def _decoder_width(name: str, value, arch: str) -> float:
+    return float(check_decoder_width(name, _positive(name, value), arch))
 
 
 def _level_weight(name: str, value, loss: str) -> float:

@@ -205,7 +205,8 @@ def _distributed(device_request: str):
 def _build(cfg: TrainConfig, tree: ClassTree, device, world: int):
     """(the plain network, the module to train: DDP-wrapped and/or compiled)."""
     torch.manual_seed(cfg.seed)
-    net = prepare_model(build_model(cfg.arch, cfg.encoder, cfg.weights, num_outputs(tree, cfg.loss), cfg.decoder_width), device)
+    net = build_model(cfg.arch, cfg.encoder, cfg.weights, num_outputs(tree, cfg.loss), cfg.decoder_width)
+    net = prepare_model(net, device)
     model = net
     if dist.is_initialized():
         if device.type == "cuda":  # batch statistics over the global batch, as in one process (GPU-only in torch)
@@ -336,7 +337,8 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
 
 def _save_weights(path: Path, net, cfg: TrainConfig, tree: ClassTree, size: int) -> None:
     meta = {"variant": cfg.variant, "arch": cfg.arch, "encoder": cfg.encoder, "weights": cfg.weights,
-            "decoder_width": cfg.decoder_width, "num_classes": num_outputs(tree, cfg.loss), "mode": cfg.loss, "size": size,
+            "decoder_width": cfg.decoder_width, "num_classes": num_outputs(tree, cfg.loss), "mode": cfg.loss,
+            "size": size,
             "leaf_names": list(tree.leaf_names), "tree": tree.spec, "background": tree.background,
             "epochs": cfg.epochs, "precision": cfg.precision, "versions": environment()}
     # SyncBatchNorm keeps BatchNorm2d's parameter names, so these load into a plain model
