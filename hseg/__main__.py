@@ -1,12 +1,13 @@
-"""pascal-hseg command line: `python -m hseg predict ...` and `python -m hseg report`."""
+"""pascal-hseg command line: `python -m hseg {exp,predict,report} ...`."""
 import importlib
 import sys
 
 from .cli import run_cli
 
-COMMANDS = {"predict": "run a trained variant on your own images (python -m hseg predict --help)",
-            "report": "print the results table from metrics/*.json"}
-USAGE = "usage: python -m hseg {predict,report} [...]\n\n" + "\n".join(
+COMMANDS = {"exp": "run a named profile (profiles/*.yaml) as a DVC experiment (python -m hseg exp --help)",
+            "predict": "run a trained variant on your own images (python -m hseg predict --help)",
+            "report": "print the study's results: mean +- sd over seeds, resolved differences"}
+USAGE = "usage: python -m hseg {exp,predict,report} [...]\n\n" + "\n".join(
     f"  {name:9s} {what}" for name, what in COMMANDS.items()) + "\n"
 
 

@@ -8,12 +8,14 @@ from typing import Callable
 from .errors import UserError
 
 
-def stage_parser(doc: str, *, variant: bool = False, progress: bool = False) -> argparse.ArgumentParser:
+def stage_parser(doc: str, *, variant: bool = False, seed: bool = False, progress: bool = False) -> argparse.ArgumentParser:
     """The arguments every stage script shares."""
     spec = getattr(sys.modules["__main__"], "__spec__", None)
     parser = argparse.ArgumentParser(prog=f"python -m {spec.name}" if spec else None, description=doc)
     if variant:
         parser.add_argument("variant", help="<arch>-<encoder>-<weights>, e.g. unet-resnet34-scratch")
+    if seed:
+        parser.add_argument("seed", type=int, help="the seed of this run, one of study.seeds (e.g. 42)")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     if progress:
         parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

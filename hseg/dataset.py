@@ -10,6 +10,7 @@ surrounding whitespace; all are tolerated.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,20 @@ def check_splits(train_ids: list[str], val_ids: list[str], train_path: Path, val
     if both:
         raise UserError(f"{len(both)} id(s) are in both {train_path.name} and {val_path.name}, "
                         f"e.g. {both[:5]}")
+
+
+def in_dev_split(image_id: str, fraction: float) -> bool:
+    """Whether a train id is held out as dev: the first 8 bytes of its SHA-256 as a number in [0, 1)
+    below ``fraction``. It depends on the id alone (not on file order or on the other ids), so adding
+    or removing ids never moves another id between train and dev."""
+    return int.from_bytes(hashlib.sha256(image_id.encode()).digest()[:8], "big") < fraction * 2 ** 64
+
+
+def split_dev(train_ids: list[str], fraction: float) -> tuple[list[str], list[str]]:
+    """(train ids to fit on, dev ids to choose on), each in the order of ``train_ids``."""
+    dev = [i for i in train_ids if in_dev_split(i, fraction)]
+    held = set(dev)
+    return [i for i in train_ids if i not in held], dev
 
 
 def load_image(path: Path, apply_orientation: bool = False) -> np.ndarray:

@@ -1,37 +1,65 @@
-"""Where each stage reads and writes, relative to the repository root (mirrors dvc.yaml)."""
+"""Where each stage reads and writes, relative to the repository root (mirrors dvc.yaml).
+
+A *run* is one variant trained with one seed, named ``<arch>-<encoder>-<weights>-s<seed>``."""
+import re
 from pathlib import Path
+
+from .errors import UserError
 
 PREPARED = Path("data/prepared")
 MODELS = Path("models")
 METRICS = Path("metrics")
+RUN_METRICS = METRICS / "runs"
+SUMMARY = METRICS / "summary.json"
 PLOTS = Path("plots")
 LIVE = Path("dvclive")
 
 
+def run_name(variant: str, seed: int) -> str:
+    return f"{variant}-s{seed}"
+
+
+def split_run(run: str) -> tuple[str, int]:
+    """'unet-resnet34-scratch-s42' -> ('unet-resnet34-scratch', 42)."""
+    match = re.fullmatch(r"(.+)-s(\d+)", run)
+    if not match:
+        raise UserError(f"run name {run!r}: expected <variant>-s<seed>, e.g. unet-resnet34-scratch-s42")
+    return match[1], int(match[2])
+
+
+DEV_IDS = PREPARED / "dev_ids.txt"                 # the held-out train ids, one per line
+
+
 def cache_file(split: str) -> Path:
+    """train (minus dev), dev (when data.dev_fraction > 0) or val."""
     return PREPARED / f"{split}.pt"
 
 
-def weights_file(variant: str) -> Path:
-    return MODELS / f"{variant}.pt"
+def validation_split() -> str:
+    """The split training validates on: dev when prepare held one out, else val (the original protocol)."""
+    return "dev" if cache_file("dev").is_file() else "val"
 
 
-def resume_file(variant: str) -> Path:
-    return MODELS / ".resume" / f"{variant}.pt"   # git-ignored, never a DVC output
+def weights_file(run: str) -> Path:
+    return MODELS / f"{run}.pt"
 
 
-def live_dir(variant: str) -> Path:
-    return LIVE / variant                          # dvclive's per-epoch metrics of the train stage
+def resume_file(run: str) -> Path:
+    return MODELS / ".resume" / f"{run}.pt"   # git-ignored, never a DVC output
 
 
-def metrics_file(variant: str) -> Path:
-    return METRICS / f"{variant}.json"
+def live_dir(run: str) -> Path:
+    return LIVE / run                          # dvclive's per-epoch metrics of the train stage
 
 
-def details_file(variant: str) -> Path:
-    return METRICS / "details" / f"{variant}.npz"
+def metrics_file(run: str) -> Path:
+    return RUN_METRICS / f"{run}.json"
+
+
+def details_file(run: str) -> Path:
+    return METRICS / "details" / f"{run}.npz"
 
 
 FIGURES = PLOTS / "figures"
-CURVES = PLOTS / "curves"          # every variant's per-epoch curves in one long table, for overlays
+CURVES = PLOTS / "curves"          # every run's per-epoch curves in one long table, for overlays
 IOU_TABLE = PLOTS / "iou_per_class.csv"

@@ -34,12 +34,17 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} not found: run from the repository root or pass --params")
+    return parse_yaml(path.read_text(), str(path))
+
+
+def parse_yaml(text: str, source: str) -> dict:
+    """A params mapping from YAML text; ``source`` names it in errors."""
     try:
-        params = yaml.load(path.read_text(), Loader=_Yaml12Loader)
+        params = yaml.load(text, Loader=_Yaml12Loader)
     except yaml.YAMLError as exc:
-        raise UserError(f"{path} is not valid YAML: {exc}") from None
+        raise UserError(f"{source} is not valid YAML: {exc}") from None
     if not isinstance(params, dict):
-        raise UserError(f"{path}: expected a mapping at the top level")
+        raise UserError(f"{source}: expected a mapping at the top level")
     return params
 
 
@@ -101,6 +106,26 @@ def data_paths(params: dict) -> DataPaths:
             raise UserError(f"data.{key} = '{data.get(key)}': {p} does not exist")
         paths[key] = p
     return DataPaths(root=root, **paths)
+
+
+def dev_fraction(params: dict) -> float:
+    """The share of train ids held out as the dev split (0 = none: the original study's protocol)."""
+    value = section(params, "data").get("dev_fraction")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 0.5:
+        raise UserError(f"data.dev_fraction = {value!r}: must be a number from 0 to 0.5 (the share of train ids "
+                        f"held out to choose settings on; 0 = none)")
+    return float(value)
+
+
+def study_seeds(params: dict) -> list[int]:
+    """The study's seeds: every variant trains once per seed."""
+    seeds = section(params, "study").get("seeds")
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise UserError(f"study.seeds = {seeds!r}: must be a non-empty list of integers >= 0, e.g. [42, 43, 44]")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"study.seeds = {seeds!r}: a seed appears twice")
+    return seeds
 
 
 def smp_archs() -> tuple[str, ...]:
@@ -311,8 +336,8 @@ def _progressive(where, value, epochs: int, crop: int) -> tuple:
     return stages
 
 
-def train_config(params: dict, variant: str) -> TrainConfig:
-    """The recipe for one variant: ``train`` deep-merged with ``variants.<variant>``."""
+def train_config(params: dict, variant: str, seed: int) -> TrainConfig:
+    """The recipe for one variant and seed: ``train`` deep-merged with ``variants.<variant>``."""
     arch, encoder, weights = parse_variant(variant)
     base = section(params, "train")
     overrides = (params.get("variants") or {}).get(variant) or {}
@@ -332,9 +357,10 @@ def train_config(params: dict, variant: str) -> TrainConfig:
     loss_weights = {k: _non_negative(f"{where('loss_weights')}.{k}", v) for k, v in loss_weights.items()}
     if not any(loss_weights.values()):
         raise UserError(f"{where('loss_weights')} = {loss_weights}: at least one term needs a weight above 0")
-    seed = recipe.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise UserError(f"{where('seed')} = {seed!r}: must be an integer")
+    if "seed" in recipe:
+        raise UserError(f"{where('seed')}: seeds are a study axis now; list them in study.seeds")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserError(f"seed {seed!r}: must be an integer >= 0 (study.seeds)")
     crop = recipe.get("crop", 0)
     if crop:
         check_size(where("crop"), crop)

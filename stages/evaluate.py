@@ -1,4 +1,4 @@
-"""Stage evaluate@<variant>: hierarchical mIoU on val at original resolution -> metrics/<variant>.json."""
+"""Stage evaluate@<variant>-<seed>: hierarchical mIoU on val at original resolution -> metrics/runs/<run>.json."""
 
 import numpy as np
 
@@ -14,19 +14,20 @@ from hseg.prepare import load_cache
 def main(args):
     params = load_params(args.params)
     parse_variant(args.variant)
+    run = layout.run_name(args.variant, args.seed)
     settings = evaluate_settings(params)
     val_cache = load_cache(layout.cache_file("val"))
     tree = class_tree(params, val_cache["leaf_names"])
-    scores, details = evaluate_weights(layout.weights_file(args.variant), val_cache, tree, settings,
+    scores, details = evaluate_weights(layout.weights_file(run), val_cache, tree, settings,
                                        progress=not args.no_progress)
-    with atomic_path(layout.details_file(args.variant)) as tmp:
+    with atomic_path(layout.details_file(run)) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **details)
-    write_json(layout.metrics_file(args.variant), scores)
+    write_json(layout.metrics_file(run), scores)
     shown = "  ".join(f"mIoU^{k} {scores[f'miou{k}']:.4f}" for k in range(len(tree.levels))
                       if scores[f"miou{k}"] is not None)
-    print(f"{args.variant}: {shown}  -> {layout.metrics_file(args.variant)}")
+    print(f"{run}: {shown}  -> {layout.metrics_file(run)}")
 
 
 if __name__ == "__main__":
-    run_cli(main, stage_parser(__doc__, variant=True, progress=True))
+    run_cli(main, stage_parser(__doc__, variant=True, seed=True, progress=True))

@@ -1,4 +1,5 @@
-"""Stage train@<variant>: train one arch-encoder-weights variant on the prepared cache."""
+"""Stage train@<variant>-<seed>: train one arch-encoder-weights variant with one seed on the prepared
+train cache, validating on dev (or on val when data.dev_fraction is 0)."""
 import os
 import sys
 
@@ -12,7 +13,7 @@ from hseg.train import train_variant
 
 def main(args):
     params = load_params(args.params)
-    cfg = train_config(params, args.variant)  # every param is checked before data is loaded
+    cfg = train_config(params, args.variant, args.seed)  # every param is checked before data is loaded
     if cfg.processes > 1 and "WORLD_SIZE" not in os.environ:
         # relaunch this same stage under torchrun, one process per device
         os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -20,17 +21,19 @@ def main(args):
     if cfg.weights == "imagenet":
         from hseg.models import imagenet_weights_file
         imagenet_weights_file(cfg.encoder)  # fail in seconds if the weights cannot be had
-    train_cache, val_cache = load_cache(layout.cache_file("train")), load_cache(layout.cache_file("val"))
+    run = layout.run_name(cfg.variant, cfg.seed)
+    train_cache = load_cache(layout.cache_file("train"))
+    val_cache = load_cache(layout.cache_file(layout.validation_split()))
     tree = class_tree(params, train_cache["leaf_names"])
-    last = train_variant(cfg, tree, train_cache, val_cache, weights_out=layout.weights_file(cfg.variant),
-                         live_dir=layout.live_dir(cfg.variant), resume_path=layout.resume_file(cfg.variant),
+    last = train_variant(cfg, tree, train_cache, val_cache, weights_out=layout.weights_file(run),
+                         live_dir=layout.live_dir(run), resume_path=layout.resume_file(run),
                          progress=not args.no_progress)
     if not last:  # not the lead process
         return
     deepest = len(tree.levels) - 1
-    print(f"{cfg.variant}: done, last epoch val mIoU^{deepest} {last[f'val_miou{deepest}']}; weights -> "
-          f"{layout.weights_file(cfg.variant)}")
+    print(f"{run}: done, last epoch {layout.validation_split()} mIoU^{deepest} {last[f'val_miou{deepest}']}; "
+          f"weights -> {layout.weights_file(run)}")
 
 
 if __name__ == "__main__":
-    run_cli(main, stage_parser(__doc__, variant=True, progress=True))
+    run_cli(main, stage_parser(__doc__, variant=True, seed=True, progress=True))

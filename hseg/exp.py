@@ -1,0 +1,116 @@
+"""Run a named profile as a DVC experiment: the committed params.yaml with profiles/<name>.yaml laid
+over it, then your own -S overrides.
+
+    python -m hseg exp quick                          # one seed of the CPU study (about an hour, 2 cores)
+    python -m hseg exp hour -S 'study.seeds=[43]'     # the one-hour model with another seed
+    python -m hseg exp full --queue -S 'train.lr=0.002,0.0005'   # queue a sweep; `dvc queue start` runs it
+    python -m hseg exp original --dry-run             # print the dvc command only
+
+The result does not depend on what an earlier experiment (or a hand edit) left in the workspace's
+params.yaml: every key that differs from the profile's target is set back with -S (and keys that
+the target lacks are removed), and the command that ran is printed. Plain `dvc repro` runs
+params.yaml as it stands.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+from .params import deep_merge, load_params, parse_yaml
+
+PROFILES = Path("profiles")
+
+
+def profile_names(folder: Path = PROFILES) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def load_profile(name: str, folder: Path = PROFILES) -> dict:
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"profile {name!r}: no {path}; profiles are {', '.join(profile_names(folder)) or 'none'}")
+    profile = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(profile, dict):
+        raise UserError(f"{path}: expected a mapping of params.yaml keys")
+    return profile
+
+
+def committed_params(path: str = "params.yaml") -> dict:
+    """params.yaml as committed at HEAD: the base every profile is laid over."""
+    try:
+        text = subprocess.run(["git", "show", f"HEAD:{path}"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise UserError(f"cannot read the committed {path} (`git show HEAD:{path}`): {exc}; run from the "
+                        f"repository root of a git checkout") from None
+    return parse_yaml(text, f"HEAD:{path}")
+
+
+def leaves(params: dict, prefix: str = "") -> dict[str, object]:
+    """{'train.lr': 0.001, ...}: every leaf by its dotted key (lists and empty mappings are leaves)."""
+    out = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(leaves(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def check_keys(profile: dict, base: dict, where: str) -> None:
+    """A profile sets only keys params.yaml has: a typo would otherwise add a key nothing reads.
+    (Values are checked with the settings themselves, by the stages, before any compute.)"""
+    for key, value in profile.items():
+        if key not in base:
+            raise UserError(f"{where}: sets {key!r}, which params.yaml does not have here "
+                            f"(it has {', '.join(map(str, base)) or 'nothing'})")
+        if isinstance(value, dict) and isinstance(base[key], dict) and base[key]:
+            check_keys(value, base[key], f"{where}.{key}")
+
+
+def overrides_to(target: dict, current: dict) -> list[str]:
+    """-S settings (Hydra's grammar, as `dvc exp run` takes them) that turn ``current`` into ``target``."""
+    want, have = leaves(target), leaves(current)
+    settings = [f"{'' if key in have else '++'}{key}={json.dumps(value)}"
+                for key, value in want.items() if key not in have or have[key] != value]
+    settings += [f"~{key}" for key in have if key not in want and not any(k.startswith(key + ".") for k in want)]
+    return settings
+
+
+def experiment_command(name: str, user_settings: list[str], queue: bool, exp_name: str | None) -> list[str]:
+    base = committed_params()
+    profile = load_profile(name)
+    check_keys(profile, base, f"profiles/{name}.yaml")
+    target = deep_merge(base, profile)
+    settings = overrides_to(target, load_params("params.yaml"))
+    command = ["dvc", "exp", "run"] + (["-n", exp_name] if exp_name else []) + (["--queue"] if queue else [])
+    for setting in settings + user_settings:
+        command += ["-S", setting]
+    return command
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m hseg exp", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("profile", help=f"a profile under {PROFILES}/: {', '.join(profile_names()) or 'none found'}")
+    parser.add_argument("-S", "--set-param", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="an extra override after the profile's, as `dvc exp run -S` takes it (repeatable)")
+    parser.add_argument("--queue", action="store_true", help="queue the experiment(s) instead of running now")
+    parser.add_argument("-n", "--name", help="the experiment's name (dvc exp run -n)")
+    parser.add_argument("--dry-run", action="store_true", help="print the dvc command without running it")
+    return parser
+
+
+def run(args) -> int:
+    command = experiment_command(args.profile, args.settings, args.queue, args.name)
+    print(shlex.join(command), flush=True)
+    if args.dry_run:
+        return 0
+    return subprocess.run([sys.executable, "-m", *command]).returncode
