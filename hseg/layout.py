@@ -30,6 +30,12 @@ def split_run(run: str) -> tuple[str, int]:
 DEV_IDS = PREPARED / "dev_ids.txt"                 # the held-out train ids, one per line
 
 
+def stage_name(stage: str, run: str) -> str:
+    """dvc.yaml's name for a matrix stage of a run: DVC joins the matrix values with '-'."""
+    variant, seed = split_run(run)
+    return f"{stage}@{variant}-{seed}"
+
+
 def cache_file(split: str) -> Path:
     """train (minus dev), dev (when data.dev_fraction > 0) or val."""
     return PREPARED / f"{split}.pt"

@@ -1,7 +1,9 @@
-"""Print the study's results table (epochs and mIoU per level, per variant) from metrics/*.json
-and each variant's dvclive summary (dvclive/<variant>/metrics.json, whose step is the last epoch).
+"""Print the study's results from metrics/summary.json (the summarize stage): for each variant and
+level the mean +- sd of mIoU over seeds with the per-seed values, the smallest leaf's mean IoU,
+and which paired differences between variants are resolved (their 95 % interval excludes 0).
 
-    python -m hseg report            # markdown table of every evaluated variant
+    python -m hseg report              # the table and the differences
+    python -m hseg report --markdown   # the table as the README shows it
 """
 from __future__ import annotations
 
@@ -12,54 +14,87 @@ from pathlib import Path
 from . import layout
 
 
-def levels(metrics: dict) -> list[int]:
-    """The levels a metrics file scores: 0..K for its keys miou0..miouK."""
+def levels(entry: dict) -> list[int]:
+    """The levels a summary entry (or metrics file) scores: 0..K for its keys miou0..miouK."""
     k = 0
-    while f"miou{k}" in metrics:
+    while f"miou{k}" in entry:
         k += 1
     return list(range(k))
 
 
-def level_header(metrics: dict, k: int) -> str:
+def level_header(entry: dict, k: int) -> str:
     """'mIoU^k (its classes)', the classes named from the tree the metrics were scored with."""
-    names = list(metrics.get(f"iou{k}", {}))[1:]  # background is always class 0
+    names = [c for c in entry.get(f"iou{k}", {})][1:]  # background is always class 0
     shown = ", ".join(names) if len(names) <= 4 else ", ".join(names[:3]) + f", ... {len(names)} classes"
     return f"mIoU^{k} ({shown})"
 
 
 def epochs_trained(live_dir: Path):
-    """The last epoch in a variant's dvclive summary; None without one. Variants of one study can
-    train for different numbers of epochs (`variants.<name>.epochs`), so the table shows it."""
+    """The last epoch in a run's dvclive summary; None without one."""
     summary = Path(live_dir) / "metrics.json"
     return json.loads(summary.read_text()).get("step") if summary.is_file() else None
 
 
-def results_table(metrics_dir: Path = layout.METRICS, live_root: Path = layout.LIVE) -> str:
-    files = sorted(metrics_dir.glob("*.json"))
-    if not files:
-        return f"no metrics in {metrics_dir}: run `dvc repro` first"
-    metrics = {f.stem: json.loads(f.read_text()) for f in files}
-    first = next(iter(metrics.values()))
+def mean_sd(stats: dict) -> str:
+    return f"{stats['mean']:.3f}" + ("" if stats["sd"] is None else f" ± {stats['sd']:.3f}")
+
+
+def smallest_leaf(entry: dict, deepest: int) -> str:
+    """The leaf class with the lowest mean IoU (background excluded) and that mean."""
+    leaves = list(entry[f"iou{deepest}"].items())[1:]
+    name, stats = min(leaves, key=lambda item: item[1]["mean"])
+    return f"{stats['mean']:.3f} ({name})"
+
+
+def results_table(summary: dict, live_root: Path = layout.LIVE) -> str:
+    """Markdown: one row per variant, mean ± sd over seeds per level, then the per-seed values."""
+    variants = summary["variants"]
+    first = next(iter(variants.values()))
     ks = levels(first)
     deepest = ks[-1]
-    rows = ["| variant | epochs | " + " | ".join(level_header(first, k) for k in ks) + f" | pixel acc. (level {deepest}) |",
-            "| --- " * (len(ks) + 3) + "|"]
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    for name, m in metrics.items():
-        epochs = epochs_trained(Path(live_root) / name)
-        rows.append(f"| {name} | {'-' if epochs is None else epochs} | " + " | ".join(fmt(m.get(f"miou{k}")) for k in ks)
-                    + f" | {fmt(m.get(f'pixel_acc{deepest}'))} |")
+    rows = ["| variant | epochs | " + " | ".join(level_header(first, k) for k in ks)
+            + f" | smallest leaf IoU | mIoU^{deepest} per seed |",
+            "| --- " * (len(ks) + 4) + "|"]
+    for name, entry in variants.items():
+        epochs = sorted({epochs_trained(Path(live_root) / layout.run_name(name, s)) for s in entry["seeds"]} - {None})
+        per_seed = ", ".join(f"{v:.3f}" for v in entry[f"miou{deepest}"]["values"])
+        rows.append(f"| {name} | {'/'.join(map(str, epochs)) or '-'} | "
+                    + " | ".join(mean_sd(entry[f"miou{k}"]) for k in ks)
+                    + f" | {smallest_leaf(entry, deepest)} | {per_seed} |")
+    seeds = summary["seeds"]
+    rows.append("")
+    rows.append(f"Mean ± sd over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), scored on the val split.")
     return "\n".join(rows)
+
+
+def differences(summary: dict) -> str:
+    """One line per pair of variants and level: the paired difference, its interval, resolved or a tie."""
+    lines = ["Paired differences (A - B over the same seeds; 95 % t interval; a tie unless it excludes 0):"]
+    for pair, by_level in summary["differences"].items():
+        for key, d in by_level.items():
+            interval = "n = 1: no interval" if d["ci95"] is None else f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+            verdict = "resolved" if d["resolved"] else "tie"
+            lines.append(f"  {key.replace('miou', 'mIoU^')}  {pair}: {d['mean']:+.3f} {interval}  {verdict}")
+    return "\n".join(lines)
 
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hseg report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--metrics-dir", type=Path, default=layout.METRICS)
-    parser.add_argument("--live-dir", type=Path, default=layout.LIVE, help="dvclive's root (epochs per variant)")
+    parser.add_argument("--summary", type=Path, default=layout.SUMMARY, help="the summarize stage's output")
+    parser.add_argument("--live-dir", type=Path, default=layout.LIVE, help="dvclive's root (epochs per run)")
+    parser.add_argument("--markdown", action="store_true", help="only the table, as the README shows it")
     return parser
 
 
+def report(summary_path: Path, live_root: Path, markdown: bool) -> str:
+    if not Path(summary_path).is_file():
+        return f"no {summary_path} yet: run the study first (`python -m hseg exp quick` or `dvc repro`)"
+    summary = json.loads(Path(summary_path).read_text())
+    table = results_table(summary, live_root)
+    return table if markdown else table + "\n\n" + differences(summary)
+
+
 def run(args) -> int:
-    print(results_table(args.metrics_dir, args.live_dir))
+    print(report(args.summary, args.live_dir, args.markdown))
     return 0

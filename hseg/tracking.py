@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import layout
 from .errors import UserError
 
 # history row key -> dvclive metric name
@@ -87,5 +88,5 @@ def finished_history(directory: Path, variant: str) -> pd.DataFrame:
     if "val_loss" not in history or pd.isna(history["val_loss"].iloc[-1]):
         raise UserError(f"{directory}: {variant}'s training log ends at epoch {history['epoch'].iloc[-1]}, which was "
                         f"not validated, so its training did not finish (interrupted?): rerun it with "
-                        f"`dvc repro train@{variant}`")
+                        f"`dvc repro {layout.stage_name('train', variant)}`")
     return history

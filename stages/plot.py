@@ -1,5 +1,6 @@
 """Stage plot: figures under plots/figures, the per-class IoU table plots/iou_per_class.csv and
-every variant's curves in plots/curves/{train,val}.csv (overlaid by dvc plots)."""
+every run's curves in plots/curves/{train,val}.csv (overlaid by dvc plots). Prediction grids,
+worst cases, confusion matrices and curve figures are drawn for the first seed's runs only."""
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ from hseg.atomic import atomic_path
 from hseg.config import class_tree
 from hseg.cli import run_cli, stage_parser
 from hseg.errors import UserError
-from hseg.params import load_params, plot_settings, study_variants
+from hseg.params import load_params, plot_settings, study_seeds, study_variants
 from hseg.prepare import load_cache
 from hseg.tracking import finished_history
 
@@ -18,14 +19,16 @@ def main(args):
     params = load_params(args.params)
     settings = plot_settings(params)
     dpi = settings.dpi
-    variants = [v for v in study_variants(params) if layout.metrics_file(v).is_file()]
-    if not variants:
+    seeds = study_seeds(params)
+    runs = [layout.run_name(v, s) for v in study_variants(params) for s in seeds
+            if layout.metrics_file(layout.run_name(v, s)).is_file()]
+    if not runs:
         raise UserError("no metrics found under metrics/: run the train and evaluate stages first (`dvc repro`)")
     val = load_cache(layout.cache_file("val"))
     tree = class_tree(params, val["leaf_names"])
     out = layout.FIGURES
 
-    scores = {v: json.loads(layout.metrics_file(v).read_text()) for v in variants}
+    scores = {r: json.loads(layout.metrics_file(r).read_text()) for r in runs}
     plots.save(plots.miou_bars(scores, tree), out / "miou_by_level.png", dpi)
 
     ious = plots.iou_rows(scores, tree)
@@ -38,11 +41,11 @@ def main(args):
     grid_idx = np.linspace(0, len(val["ids"]) - 1, n_grid).astype(int)
     images, masks, ids = val["images"].numpy(), val["masks"].numpy(), val["ids"]
     deepest = len(tree.levels) - 1
-    histories = {v: finished_history(layout.live_dir(v), v) for v in variants}
+    histories = {r: finished_history(layout.live_dir(r), r) for r in runs}
     for name, table in zip(("train", "val"), plots.curve_tables(histories, deepest)):
         with atomic_path(layout.CURVES / f"{name}.csv") as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")
-    for v in variants:
+    for v in [r for r in runs if layout.split_run(r)[1] == seeds[0]]:
         plots.save(plots.training_curves(histories[v].to_dict("list"), v), out / f"curves_{v}.png", dpi)
         details = np.load(layout.details_file(v))
         pred = details["pred"]
@@ -58,7 +61,7 @@ def main(args):
         plots.save(plots.confusion_figure(details["confusion"], list(tree.leaf_names),
                                           f"{v}: confusion (rows = truth, normalised)"),
                    out / f"confusion_{v}.png", dpi)
-    print(f"plots for {len(variants)} variant(s) -> {out}, {layout.IOU_TABLE}")
+    print(f"plots for {len(runs)} run(s) -> {out}, {layout.IOU_TABLE}")
 
 
 if __name__ == "__main__":

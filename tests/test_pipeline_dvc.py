@@ -16,6 +16,13 @@ from tests.synthetic import make_dataset
 ROOT = Path(__file__).resolve().parent.parent
 DVC = [sys.executable, "-m", "dvc"]
 VARIANTS = ["unet-resnet34-scratch", "deeplabv3plus-resnet34-scratch"]
+SEED = 42
+RUNS = [f"{v}-s{SEED}" for v in VARIANTS]                  # file names: <variant>-s<seed>
+
+
+def stages(kind: str, variants=VARIANTS, seed=SEED) -> set[str]:
+    """DVC's names of a matrix stage's runs: the matrix values joined by '-'."""
+    return {f"{kind}@{v}-{seed}" for v in variants}
 
 
 def sh(args, cwd, check=True):
@@ -58,6 +65,7 @@ def make_repo(repo: Path, archs=("unet", "deeplabv3plus")) -> Path:
     set_param(repo, "study.archs", list(archs))
     set_param(repo, "study.encoders", ["resnet34"])
     set_param(repo, "study.weights", ["scratch"])
+    set_param(repo, "study.seeds", [SEED])
     sh(["git", "init", "-q"], repo)
     sh(["git", "config", "user.email", "t@example.com"], repo)
     sh(["git", "config", "user.name", "t"], repo)
@@ -79,10 +87,11 @@ def commit(repo, message):
 
 def test_first_repro_runs_every_stage_and_writes_three_levels(repo):
     out = sh(DVC + ["repro"], repo).stdout
-    expected = {"prepare", "plot"} | {f"{s}@{v}" for s in ("train", "evaluate") for v in VARIANTS}
-    assert ran(out) == expected
-    for v in VARIANTS:
-        metrics = json.loads((repo / "metrics" / f"{v}.json").read_text())
+    assert ran(out) == {"prepare", "summarize", "plot"} | stages("train") | stages("evaluate")
+    dev = (repo / "data" / "prepared" / "dev_ids.txt").read_text().split()
+    assert dev and json.loads((repo / "data" / "prepared" / "summary.json").read_text())["dev"] == len(dev)
+    for v in RUNS:
+        metrics = json.loads((repo / "metrics" / "runs" / f"{v}.json").read_text())
         for k in range(3):
             assert 0.0 <= metrics[f"miou{k}"] <= 1.0
         assert set(metrics["iou1"]) == {"bg", "upper_body", "lower_body"}
@@ -91,6 +100,8 @@ def test_first_repro_runs_every_stage_and_writes_three_levels(repo):
         assert json.loads((repo / "dvclive" / v / "metrics.json").read_text())["step"] == 1
         assert (repo / "plots" / "figures" / f"predictions_{v}.png").is_file()
     assert (repo / "plots" / "figures" / "miou_by_level.png").is_file()
+    summary = json.loads((repo / "metrics" / "summary.json").read_text())
+    assert list(summary["variants"]) == VARIANTS and summary["seeds"] == [SEED]
     commit(repo, "first study")
 
 
@@ -103,17 +114,29 @@ def test_second_repro_runs_nothing(repo):
 def test_variant_param_reruns_only_that_variant(repo):
     set_param(repo, "variants.unet-resnet34-scratch", {"lr": 0.0005})
     status = sh(DVC + ["status"], repo).stdout
-    assert "train@unet-resnet34-scratch" in status and "variants.unet-resnet34-scratch" in status
+    assert f"train@unet-resnet34-scratch-{SEED}" in status and "variants.unet-resnet34-scratch" in status
     assert "deeplabv3plus" not in status and "prepare" not in status
     out = sh(DVC + ["repro"], repo).stdout
-    assert ran(out) == {"train@unet-resnet34-scratch", "evaluate@unet-resnet34-scratch", "plot"}
+    assert ran(out) == stages("train", VARIANTS[:1]) | stages("evaluate", VARIANTS[:1]) | {"summarize", "plot"}
 
 
 def test_epochs_rerun_trains_and_downstream_not_prepare(repo):
     set_param(repo, "train.epochs", 2)
     out = sh(DVC + ["repro"], repo).stdout
-    assert ran(out) == {"plot"} | {f"{s}@{v}" for s in ("train", "evaluate") for v in VARIANTS}
-    assert read_history(repo / "dvclive" / VARIANTS[0])["epoch"].tolist() == [1, 2]
+    assert ran(out) == {"summarize", "plot"} | stages("train") | stages("evaluate")
+    assert read_history(repo / "dvclive" / RUNS[0])["epoch"].tolist() == [1, 2]
+
+
+def test_adding_a_seed_runs_only_that_seeds_stages_and_the_summary(repo):
+    set_param(repo, "study.seeds", [SEED, 7])
+    out = sh(DVC + ["repro"], repo).stdout
+    assert ran(out) == stages("train", seed=7) | stages("evaluate", seed=7) | {"summarize", "plot"}
+    summary = json.loads((repo / "metrics" / "summary.json").read_text())
+    assert summary["seeds"] == [SEED, 7] and summary["variants"][VARIANTS[0]]["miou2"]["n"] == 2
+    pair = summary["differences"][f"{VARIANTS[0]} - {VARIANTS[1]}"]["miou2"]
+    assert pair["n"] == 2 and len(pair["ci95"]) == 2
+    set_param(repo, "study.seeds", [SEED])   # back: the runs of seed 42 are unchanged, so only these rerun
+    assert ran(sh(DVC + ["repro"], repo).stdout) == {"summarize", "plot"}
 
 
 def test_plot_setting_reruns_only_plot(repo):
@@ -136,11 +159,12 @@ def test_worker_count_changes_nothing_and_prepare_output_is_byte_stable(repo):
 
 
 def test_code_edits_rerun_exactly_the_stages_that_run_that_code(repo):
-    everything = {"prepare", "plot"} | {f"{s}@{v}" for s in ("train", "evaluate") for v in VARIANTS}
+    everything = {"prepare", "summarize", "plot"} | stages("train") | stages("evaluate")
     for module, expected in (("hseg/plots.py", {"plot"}),
-                             ("hseg/losses.py", {f"train@{v}" for v in VARIANTS}),
-                             ("hseg/runtime.py", everything - {"prepare", "plot"}),
-                             ("hseg/tree.py", everything)):
+                             ("hseg/losses.py", stages("train")),
+                             ("hseg/runtime.py", stages("train") | stages("evaluate")),
+                             ("hseg/summary.py", {"summarize"}),
+                             ("hseg/tree.py", everything - {"summarize"})):
         original = (repo / module).read_text()
         (repo / module).write_text(original + "\n# an edit\n")
         try:
@@ -152,9 +176,9 @@ def test_code_edits_rerun_exactly_the_stages_that_run_that_code(repo):
 
 def test_metrics_show_and_plots_diff(repo):
     shown = sh(DVC + ["metrics", "show"], repo).stdout
-    for v in VARIANTS:
-        assert f"metrics/{v}.json" in shown
-    assert "miou2" in shown and f"dvclive/{VARIANTS[0]}/metrics.json" in shown
+    for v in RUNS:
+        assert f"metrics/runs/{v}.json" in shown
+    assert "miou2" in shown and f"dvclive/{RUNS[0]}/metrics.json" in shown and "metrics/summary.json" in shown
     diff = sh(DVC + ["plots", "diff", "HEAD", "--json"], repo)
     data = json.loads(diff.stdout)["data"]
     overlay = "val mIoU at the leaf level per epoch"
@@ -174,7 +198,7 @@ def test_a_trained_model_is_an_artifact_another_project_can_get(repo, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     sh(DVC + ["artifacts", "get", str(repo), VARIANTS[0], "-o", "model.pt"], elsewhere)
-    assert (elsewhere / "model.pt").read_bytes() == (repo / "models" / f"{VARIANTS[0]}.pt").read_bytes()
+    assert (elsewhere / "model.pt").read_bytes() == (repo / "models" / f"{RUNS[0]}.pt").read_bytes()
 
 
 def test_plots_show_writes_an_html_report_with_curves_and_figures(repo):
@@ -184,7 +208,7 @@ def test_plots_show_writes_an_html_report_with_curves_and_figures(repo):
     # one vega-lite spec per chart (rendered by vega-embed in the browser) and the PNG figures
     assert html.count("vegaEmbed(") >= 3
     assert "val_miou_leaf" in html and "dvclive" in html
-    for v in VARIANTS:
+    for v in RUNS:
         assert f"predictions_{v}.png" in html and f"confusion_{v}.png" in html
     assert "miou_by_level.png" in html
     images = list((out / "static").glob("*.png"))
@@ -207,9 +231,9 @@ def test_any_tree_depth_end_to_end(tmp_path, spec, level_names):
     repo = make_repo(tmp_path, archs=("unet",))
     set_param(repo, "classes.tree", spec)
     sh(DVC + ["repro"], repo)
-    variant = "unet-resnet34-scratch"
+    variant = f"unet-resnet34-scratch-s{SEED}"
     depth = len(level_names)
-    metrics = json.loads((repo / "metrics" / f"{variant}.json").read_text())
+    metrics = json.loads((repo / "metrics" / "runs" / f"{variant}.json").read_text())
     assert [list(metrics[f"iou{k}"]) for k in range(depth)] == level_names
     assert f"miou{depth}" not in metrics
     header = list(read_history(repo / "dvclive" / variant).columns)
@@ -224,7 +248,7 @@ def test_any_tree_depth_end_to_end(tmp_path, spec, level_names):
     assert "arm" in report if depth == 4 else "head" in report
 
     image = next((repo / "data" / "pascal-part" / "JPEGImages").glob("*.jpg"))
-    sh([sys.executable, "-m", "hseg", "predict", "--variant", variant, "--no-progress", "-o", "pred", str(image)], repo)
+    sh([sys.executable, "-m", "hseg", "predict", "--run", variant, "--no-progress", "-o", "pred", str(image)], repo)
     assert sorted(p.name for p in (repo / "pred").iterdir()) == sorted(
         [f"{image.stem}.png"] + [f"{image.stem}_level{k}.png" for k in range(depth)])
 
@@ -265,5 +289,6 @@ def test_queued_experiments_train_concurrently_and_each_lands_its_results(tmp_pa
             for rev in exp.get("revs", []):
                 metrics = (rev.get("data") or {}).get("metrics") or {}
                 found[rev.get("name")] = sorted(m for m in metrics if m.startswith("metrics/"))
-    assert found.get("q-unet") == ["metrics/unet-resnet34-scratch.json"]
-    assert found.get("q-deeplabv3plus") == ["metrics/deeplabv3plus-resnet34-scratch.json"]
+    assert found.get("q-unet") == [f"metrics/runs/unet-resnet34-scratch-s{SEED}.json", "metrics/summary.json"]
+    assert found.get("q-deeplabv3plus") == [f"metrics/runs/deeplabv3plus-resnet34-scratch-s{SEED}.json",
+                                            "metrics/summary.json"]

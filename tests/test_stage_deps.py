@@ -11,6 +11,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = {"prepare": "stages/prepare.py", "train": "stages/train.py", "evaluate": "stages/evaluate.py",
+          "summarize": "stages/summarize.py",
           "plot": "stages/plot.py"}
 
 
