@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from hseg.tracking import read_history
+from tests.conftest import COMMITTED_PARAMS
 from tests.synthetic import make_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,8 +56,8 @@ def make_repo(repo: Path, archs=("unet", "deeplabv3plus")) -> Path:
     a synthetic dataset and settings small enough for seconds per stage."""
     for name in ("stages", "hseg"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(ROOT / name, repo / name)
+    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    (repo / "params.yaml").write_text(COMMITTED_PARAMS)
     make_dataset(repo / "data" / "pascal-part", n_train=16, n_val=6)
     set_param(repo, "prepare.size", 64)
     set_param(repo, "train.crop", 32)

@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 
 from hseg.errors import UserError
 from hseg.models import build_model, pretrained_source
+from tests.conftest import COMMITTED_PARAMS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,8 +71,9 @@ def test_train_stage_without_cache_or_network_fails_in_seconds(tmp_path):
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "empty"), "PYTHONPATH": str(ROOT)}
     env.pop("HF_HUB_OFFLINE", None)
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "stages.train", "unet-resnet34-imagenet",
-                           "--params", str(ROOT / "params.yaml")],
+    (tmp_path / "params.yaml").write_text(COMMITTED_PARAMS)
+    proc = subprocess.run([sys.executable, "-m", "stages.train", "unet-resnet34-imagenet", "42",
+                           "--params", str(tmp_path / "params.yaml")],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert time.monotonic() - start < 60

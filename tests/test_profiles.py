@@ -1,0 +1,109 @@
+"""Named profiles (profiles/*.yaml) and `python -m hseg exp`: every profile yields params the
+checks accept, the original recipe is exact, and a profile's params do not depend on what an
+earlier experiment left in the workspace."""
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hseg import exp
+from hseg.errors import UserError
+from hseg.params import (Augment, deep_merge, dev_fraction, evaluate_settings, load_params, plot_settings,
+                         prepare_settings, study_seeds, study_variants, train_config)
+from hseg.train import check_batching
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILES = exp.profile_names(ROOT / "profiles")
+
+
+def profile_params(params: dict, name: str) -> dict:
+    profile = exp.load_profile(name, ROOT / "profiles")
+    exp.check_keys(profile, params, name)
+    return deep_merge(params, profile)
+
+
+def via_dvc(settings: list[str], start: dict, folder: Path) -> dict:
+    """params after DVC's own `-S` handling (Hydra's grammar) of ``settings`` applied to ``start``."""
+    from dvc.utils.hydra import apply_overrides
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(start, sort_keys=False))
+    apply_overrides(str(path), settings)
+    return load_params(path)   # as the stages read it
+
+
+def test_the_four_profiles_exist():
+    assert set(PROFILES) >= {"quick", "hour", "original", "full"}
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_every_profile_yields_params_the_checks_accept(params, name):
+    params = profile_params(params, name)
+    dev_fraction(params)
+    prepare_settings(params), evaluate_settings(params), plot_settings(params)
+    for variant in study_variants(params):
+        for seed in study_seeds(params):
+            cfg = train_config(params, variant, seed)       # every value the train stage reads
+            check_batching(cfg, cfg.processes, 2532)          # the real train split minus dev
+
+
+def test_quick_is_one_seed_of_the_committed_study_with_equal_budgets(params):
+    quick = profile_params(params, "quick")
+    assert study_seeds(quick) == [study_seeds(params)[0]] and study_variants(quick) == study_variants(params)
+    assert all(v.endswith("-scratch") for v in study_variants(params)) and len(study_variants(params)) == 4
+    assert not any(params["variants"].values())                      # equal budgets: no per-variant tuning
+    assert dev_fraction(params) > 0 and len(study_seeds(params)) >= 3
+
+
+def test_original_profile_is_exactly_the_original_studys_recipe(params):
+    params = profile_params(params, "original")
+    cfg = train_config(params, "unet-resnet34-scratch", 42)
+    assert prepare_settings(params).size == 256 and dev_fraction(params) == 0
+    assert (cfg.epochs, cfg.batch_size, cfg.crop, cfg.optimizer, cfg.lr, cfg.weight_decay) == (20, 16, 0, "adam", 1e-3, 0)
+    assert (cfg.schedule, cfg.warmup_epochs, cfg.t0, cfg.eta_min) == ("cosine_restarts", 0, 10, 1e-6)
+    assert cfg.loss == "flat" and cfg.class_weights == "none" and cfg.level_weight == 0
+    assert {k: w for k, w in cfg.loss_weights.items() if w} == {"ce": 1.0}
+    assert cfg.augment == Augment(hflip=True, scale=(1.0, 1.0), shift=0, rotate=0, brightness=0, contrast=0)
+    assert not evaluate_settings(params).flip_tta and not evaluate_settings(params).tta_sides
+    assert len(study_variants(params)) == 8
+
+
+def test_a_profile_after_another_equals_the_profile_alone(params, tmp_path):
+    """What `python -m hseg exp B` computes in a workspace that experiment A (plus a stray per-variant
+    key) left behind gives, through DVC's -S handling, the same params as B from the committed file."""
+    for first, second in (("hour", "quick"), ("original", "hour"), ("full", "original")):
+        left = profile_params(params, first)
+        left["variants"]["unet-resnet34-scratch"] = {"epochs": 9}         # what an old command left
+        target = profile_params(params, second)
+        after = via_dvc(exp.overrides_to(target, left), left, tmp_path)
+        assert after == load_params(_dump(target, tmp_path / "alone.yaml")), (first, second)
+
+
+def _dump(params: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def test_a_profile_key_params_yaml_lacks_is_refused(params):
+    with pytest.raises(UserError, match=r"profiles/x.yaml.train: sets 'learning_rate', which params.yaml"):
+        exp.check_keys({"train": {"learning_rate": 1}}, params, "profiles/x.yaml")
+    exp.check_keys({"variants": {"unet-resnet34-scratch": {"lr": 1e-3}}}, params, "profiles/x.yaml")
+    with pytest.raises(UserError, match="no .*profiles/nope.yaml; profiles are .*quick"):
+        exp.load_profile("nope", ROOT / "profiles")
+
+
+def test_overrides_set_changed_keys_add_new_ones_and_remove_stale_ones():
+    target = {"a": {"b": 1, "c": [1, 2]}, "v": {"x": {}}}
+    current = {"a": {"b": 2, "c": [1, 2], "d": "old"}, "v": {"x": {"lr": 1}}}
+    assert sorted(exp.overrides_to(target, current)) == sorted(["a.b=1", "++v.x={}", "~a.d", "~v.x.lr"])
+
+
+def test_exp_dry_run_prints_the_dvc_command_from_the_committed_params(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "hseg", "exp", "hour", "--dry-run", "-S", "train.lr=0.002",
+                           "-n", "h1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    command = proc.stdout.strip().splitlines()[-1]
+    assert command.startswith("dvc exp run -n h1 -S ") and command.endswith("-S train.lr=0.002")
+    assert "prepare.size=224" in command
