@@ -1,0 +1,58 @@
+"""`python -m hseg report`: mean ± sd per variant and level, per-seed values, resolved differences;
+and the README's headline table is the report of the committed metrics."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from hseg.report import report
+from hseg.summary import summarize
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def metrics(m0, m1, head, torso):
+    return {"miou0": m0, "miou1": m1, "iou0": {"bg": 0.9, "body": m0},
+            "iou1": {"bg": 0.9, "head": head, "torso": torso}}
+
+
+def write_study(folder: Path) -> Path:
+    scores = {"unet-resnet34-scratch": {42: metrics(0.60, 0.30, 0.35, 0.25), 43: metrics(0.62, 0.32, 0.36, 0.28),
+                                        44: metrics(0.64, 0.31, 0.33, 0.29)},
+              "deeplabv3plus-resnet34-scratch": {42: metrics(0.50, 0.30, 0.31, 0.29),
+                                                 43: metrics(0.51, 0.31, 0.30, 0.32),
+                                                 44: metrics(0.52, 0.33, 0.34, 0.32)}}
+    for variant in scores:
+        for seed in (42, 43, 44):
+            live = folder / "dvclive" / f"{variant}-s{seed}"
+            live.mkdir(parents=True)
+            (live / "metrics.json").write_text(json.dumps({"step": 7}))
+    path = folder / "summary.json"
+    path.write_text(json.dumps(summarize(scores, [42, 43, 44])))
+    return path
+
+
+def test_report_shows_mean_sd_per_seed_values_and_verdicts(tmp_path):
+    text = report(write_study(tmp_path), tmp_path / "dvclive", markdown=False)
+    # UNet mIoU^0: 0.60, 0.62, 0.64 -> 0.620 ± 0.020; mIoU^1: 0.30, 0.32, 0.31 -> 0.310 ± 0.010
+    assert "| unet-resnet34-scratch | 7 | 0.620 ± 0.020 | 0.310 ± 0.010 | 0.273 (torso) | 0.300, 0.320, 0.310 |" in text  # torso (0.25 + 0.28 + 0.29) / 3
+    assert "mIoU^1 (head, torso)" in text and "Mean ± sd over 3 seed(s) (42, 43, 44)" in text
+    # mIoU^0 differences 0.10, 0.11, 0.12: mean 0.11, sd 0.01, half-width 4.3027 * 0.01 / sqrt 3 = 0.0248
+    assert "mIoU^0  unet-resnet34-scratch - deeplabv3plus-resnet34-scratch: +0.110 [+0.085, +0.135]  resolved" in text
+    # mIoU^1 differences 0.00, 0.01, -0.02: a tie
+    assert re.search(r"mIoU\^1  unet\S+ - deeplab\S+: -0\.003 \[-\S+, \+\S+\]  tie", text)
+
+
+def test_report_cli_without_a_summary_says_what_to_run(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "hseg", "report", "--summary", str(tmp_path / "none.json")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "run the study first" in proc.stdout
+
+
+def test_readme_table_is_the_report_of_the_committed_metrics():
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"<!-- report:start -->\n(.*?)\n<!-- report:end -->", readme, re.S)
+    assert found, "README.md has no <!-- report:start --> ... <!-- report:end --> block"
+    expected = report(ROOT / "metrics" / "summary.json", ROOT / "dvclive", markdown=True)
+    assert found.group(1).strip() == expected.strip(), "regenerate it: python -m hseg report --markdown"
