@@ -53,7 +53,8 @@ def top_down(probs: torch.Tensor, tree: ClassTree) -> torch.Tensor:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("weights", type=Path, help="a flat model written by the train stage")
-    p.add_argument("--val-cache", type=Path, default=layout.cache_file("val"))
+    p.add_argument("--cache", type=Path, default=layout.cache_file("dev"),
+                   help="the split to score (default: dev, where settings are chosen; score val only to report)")
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
@@ -63,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(args) -> None:
     settings = evaluate_settings(load_params(args.params))
-    model, meta, tree, val = load_model_and_val(args.weights, args.val_cache)
+    model, meta, tree, val = load_model_and_val(args.weights, args.cache)
     if meta["mode"] != "flat":
         raise UserError(f"{args.weights} is a {meta['mode']}-mode model; top-down inference here is for flat models")
     device = pick_device(settings.device)
@@ -82,7 +83,7 @@ def main(args) -> None:
             full = F.interpolate(one[None], size=tuple(sizes[lo + j]), mode="bilinear", align_corners=False)[0]
             for name, rule in rules.items():
                 cms[name] += confusion_matrix(truth, rule(full).cpu(), n_cls)
-    print(f"{args.weights}, {len(sizes)} val images, flip TTA {'on' if flip_tta else 'off'}")
+    print(f"{args.weights}, {len(sizes)} images of {args.cache}, flip TTA {'on' if flip_tta else 'off'}")
     for name, cm in cms.items():
         print(score_line(name, hierarchical_scores(cm.numpy(), tree), tree, 3))
 

@@ -1,11 +1,12 @@
-"""What test-time augmentation buys one trained model: its val scores and seconds under each setting.
+"""What test-time augmentation buys one trained model: its dev scores and seconds under each setting
+(choose TTA on dev, the default `--cache`; the val split is for reporting only).
 
-    python benchmarks/tta.py models/unet-resnet34-scratch.pt                       # none, flip, flip:<S-32>
-    python benchmarks/tta.py models/unet-resnet34-scratch.pt --settings flip flip:192 flip:192,256
+    python benchmarks/tta.py models/unet-resnet34-scratch-s42.pt                   # none, flip, flip:<S-32>
+    python benchmarks/tta.py models/unet-resnet34-scratch-s42.pt --settings flip flip:192 flip:192,256
 
 A setting is `none`, `flip`, `SIDES` or `flip:SIDES`, SIDES being comma-separated input sides for
 multi-scale TTA (`evaluate.tta_sides`; multiples of 32). Each is scored exactly as the evaluate stage
-scores (`hseg.evaluate.evaluate_model`: the val cache at its own size S, logits upsampled to each
+scores (`hseg.evaluate.evaluate_model`: the cache at its own size S, logits upsampled to each
 image's original size, one confusion matrix), with evaluate's device, precision and batch size from
 params.yaml. Printed per setting: mIoU at every level, the leaf IoU per class, and the seconds it
 took, so the gain can be set against its cost. The default list ends with one step smaller than the
@@ -46,7 +47,8 @@ def parse_setting(text: str) -> tuple[bool, tuple[int, ...]]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("weights", type=Path, help="a model written by the train stage")
-    p.add_argument("--val-cache", type=Path, default=layout.cache_file("val"))
+    p.add_argument("--cache", type=Path, default=layout.cache_file("dev"),
+                   help="the split to score (default: dev, where settings are chosen; score val only to report)")
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
     p.add_argument("--settings", nargs="+", metavar="SETTING", help="default: none flip flip:<cache side - 32>")
     return p
@@ -56,12 +58,12 @@ def main(args) -> None:
     settings = evaluate_settings(load_params(args.params))
     for text in args.settings or []:
         parse_setting(text)  # a bad setting is refused before any work
-    model, meta, tree, val = load_model_and_val(args.weights, args.val_cache)
+    model, meta, tree, val = load_model_and_val(args.weights, args.cache)
     side = val["images"].shape[-1]
     names = args.settings or ["none", "flip"] + ([f"flip:{side - 32}"] if side > 32 else [])
     device = pick_device(settings.device)
     model = prepare_model(model, device)
-    print(f"{args.weights}, {len(val['ids'])} val images at {side} px")
+    print(f"{args.weights}, {len(val['ids'])} images of {args.cache} at {side} px")
     for name in names:
         flip, sides = parse_setting(name)
         start = time.perf_counter()

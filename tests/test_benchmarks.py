@@ -133,7 +133,7 @@ def test_inference_benchmark_leaf_argmax_row_is_evaluates_score(tmp_path, params
     from hseg.prepare import load_cache
     from hseg.runtime import resolve_precision
     net = untrained_model_and_val_cache(tmp_path, params, tree, dataset, 32)
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "inference.py"), "w.pt", "--val-cache", "val.pt",
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "inference.py"), "w.pt", "--cache", "val.pt",
                            "--flip-tta"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     cpu = torch.device("cpu")
@@ -152,7 +152,7 @@ def test_tta_benchmark_scores_each_setting_as_evaluate_does(tmp_path, params, tr
     from hseg.prepare import load_cache
     params["evaluate"]["precision"] = "fp32"  # bf16 rounding of an untrained net's near-ties can differ by process
     net = untrained_model_and_val_cache(tmp_path, params, tree, dataset, 64)
-    script = [sys.executable, str(ROOT / "benchmarks" / "tta.py"), "w.pt", "--val-cache", "val.pt", "--settings"]
+    script = [sys.executable, str(ROOT / "benchmarks" / "tta.py"), "w.pt", "--cache", "val.pt", "--settings"]
     done = subprocess.run(script + ["none", "flip:32,96"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     cpu, val = torch.device("cpu"), load_cache(tmp_path / "val.pt")
