@@ -108,6 +108,13 @@ def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
     return (images_uint8.float() - mean) / std
 
 
+def weights_meta(path: str | Path) -> dict:
+    """The metadata of a weights file written by the train stage, without reading its tensors (mmap)."""
+    if not Path(path).is_file():
+        raise UserError(f"{path} not found: train this run first (`dvc repro`)")
+    return torch.load(path, map_location="cpu", weights_only=False, mmap=True)["meta"]
+
+
 def load_checkpoint(path: str | Path, device="cpu") -> tuple[torch.nn.Module, dict]:
     """The model and metadata of a weights file written by the train stage."""
     path = Path(path)

@@ -46,6 +46,14 @@ def smallest_leaf(entry: dict, deepest: int) -> str:
     return f"{stats['mean']:.3f} ({name})"
 
 
+def machine_line(m: dict | None) -> str:
+    """'AMD EPYC (family 25, model 17), avx512_bf16' - the CPU (or GPU) and its bf16 ISA flags."""
+    if not m:
+        return "not recorded"
+    bf16 = [f for f in m.get("isa", []) if "bf16" in f or "amx" in f]
+    return m.get("gpu") or f"{m['cpu']}" + (f", {'+'.join(bf16)}" if bf16 else ", no bf16 ISA")
+
+
 def results_table(summary: dict, live_root: Path = layout.LIVE) -> str:
     """Markdown: one row per variant, mean ± sd over seeds per level, then the per-seed values."""
     variants = summary["variants"]
@@ -64,6 +72,8 @@ def results_table(summary: dict, live_root: Path = layout.LIVE) -> str:
     seeds = summary["seeds"]
     rows.append("")
     rows.append(f"Mean ± sd over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), scored on the val split.")
+    machines = sorted({machine_line(m) for m in summary.get("trained_on", {}).values()})
+    rows.append(f"Trained on: {'; '.join(machines) or 'not recorded'}.")
     return "\n".join(rows)
 
 

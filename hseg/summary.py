@@ -56,7 +56,9 @@ def summarize(scores: dict[str, dict[int, dict]], seeds: list[int]) -> dict:
     per-seed mIoU values, and the paired differences between every two variants at each level."""
     first = next(iter(next(iter(scores.values())).values()))
     levels = list(itertools.takewhile(lambda k: f"miou{k}" in first, itertools.count()))
-    summary = {"seeds": seeds, "variants": {}, "differences": {}}
+    summary = {"seeds": seeds, "variants": {}, "differences": {},
+               "trained_on": {f"{v}-s{s}": (run.get("machine") or {}).get("train") for v, runs in scores.items()
+                              for s, run in runs.items()}}
     for variant, runs in scores.items():
         entry = {"seeds": [s for s in seeds if s in runs]}
         for k in levels:

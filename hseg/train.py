@@ -29,7 +29,7 @@ from .models import build_model
 from .params import TrainConfig, epoch_side
 from .runtime import autocast, model_input, pick_device, predict_logits, prepare_model, resolve_precision
 from .tracking import EpochLog
-from .versions import environment
+from .versions import environment, machine
 from .tree import ClassTree
 
 CODE_DIR = Path(__file__).resolve().parent
@@ -340,6 +340,7 @@ def _save_weights(path: Path, net, cfg: TrainConfig, tree: ClassTree, size: int)
             "decoder_width": cfg.decoder_width, "num_classes": num_outputs(tree, cfg.loss), "mode": cfg.loss,
             "size": size,
             "leaf_names": list(tree.leaf_names), "tree": tree.spec, "background": tree.background,
-            "epochs": cfg.epochs, "precision": cfg.precision, "versions": environment()}
+            "epochs": cfg.epochs, "precision": cfg.precision, "seed": cfg.seed, "versions": environment(),
+            "machine": machine()}
     # SyncBatchNorm keeps BatchNorm2d's parameter names, so these load into a plain model
     save_torch({"meta": meta, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}, path)

@@ -7,8 +7,10 @@ from hseg.atomic import atomic_path, write_json
 from hseg.config import class_tree
 from hseg.cli import run_cli, stage_parser
 from hseg.evaluate import evaluate_weights
+from hseg.models import weights_meta
 from hseg.params import evaluate_settings, load_params, parse_variant
 from hseg.prepare import load_cache
+from hseg.versions import machine
 
 
 def main(args):
@@ -23,6 +25,8 @@ def main(args):
     with atomic_path(layout.details_file(run)) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **details)
+    # bf16 kernels differ between CPU types: record where the run trained and where it was scored
+    scores["machine"] = {"train": weights_meta(layout.weights_file(run)).get("machine"), "evaluate": machine()}
     write_json(layout.metrics_file(run), scores)
     shown = "  ".join(f"mIoU^{k} {scores[f'miou{k}']:.4f}" for k in range(len(tree.levels))
                       if scores[f"miou{k}"] is not None)

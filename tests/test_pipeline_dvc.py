@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from hseg.tracking import read_history
+from hseg.versions import machine
 from tests.conftest import COMMITTED_PARAMS
 from tests.synthetic import make_dataset
 
@@ -96,6 +97,7 @@ def test_first_repro_runs_every_stage_and_writes_three_levels(repo):
         for k in range(3):
             assert 0.0 <= metrics[f"miou{k}"] <= 1.0
         assert set(metrics["iou1"]) == {"bg", "upper_body", "lower_body"}
+        assert metrics["machine"]["train"] == metrics["machine"]["evaluate"] == machine()   # the CPU is recorded
         assert (repo / "models" / f"{v}.pt").is_file()
         assert read_history(repo / "dvclive" / v)["epoch"].tolist() == [1]
         assert json.loads((repo / "dvclive" / v / "metrics.json").read_text())["step"] == 1
