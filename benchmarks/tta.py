@@ -28,6 +28,7 @@ from hseg.errors import UserError  # noqa: E402
 from hseg.evaluate import evaluate_model  # noqa: E402
 from hseg.params import evaluate_settings, load_params, tta_sides  # noqa: E402
 from hseg.runtime import pick_device, prepare_model  # noqa: E402
+from hseg.selection import LOG, log_candidate  # noqa: E402
 from scoring import load_model_and_val, score_line  # noqa: E402
 
 
@@ -51,11 +52,15 @@ def parser() -> argparse.ArgumentParser:
                    help="the split to score (default: dev, where settings are chosen; score val only to report)")
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
     p.add_argument("--settings", nargs="+", metavar="SETTING", help="default: none flip flip:<cache side - 32>")
+    p.add_argument("--log", metavar="QUESTION", help=f"append each setting's dev scores to {LOG} under this "
+                   f"question (e.g. 'hour TTA'), so the candidates behind a choice are on record")
     return p
 
 
 def main(args) -> None:
     settings = evaluate_settings(load_params(args.params))
+    if args.log and args.cache.stem != "dev":
+        raise UserError(f"--log records candidates scored on dev; {args.cache} is not the dev cache")
     for text in args.settings or []:
         parse_setting(text)  # a bad setting is refused before any work
     model, meta, tree, val = load_model_and_val(args.weights, args.cache)
@@ -70,6 +75,9 @@ def main(args) -> None:
         scores, _ = evaluate_model(model, meta["mode"], val, tree, device, settings.precision, settings.batch_size,
                                    False, flip, sides)
         print(f"{score_line(name, scores, tree, 4)}; {time.perf_counter() - start:.0f} s", flush=True)
+        if args.log:
+            log_candidate(args.log, f"{args.weights.stem} TTA {name}", meta.get("seed", "-"), scores,
+                          split=args.cache.stem)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
 """The benchmark scripts still run (tiny settings, CPU), so a lent GPU session can use them at once."""
+import csv
+import shutil
 import json
 import subprocess
 import sys
@@ -123,7 +125,7 @@ def untrained_model_and_val_cache(tmp_path, params, tree, dataset, side: int):
     save_cache({**cache, "leaf_names": CLASSES}, tmp_path / "val.pt")
     torch.manual_seed(0)
     net = build_model("unet", "resnet34", "scratch", len(CLASSES)).eval()
-    _save_weights(tmp_path / "w.pt", net, train_config(params, "unet-resnet34-scratch"), tree, side)
+    _save_weights(tmp_path / "w.pt", net, train_config(params, "unet-resnet34-scratch", 42), tree, side)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return net
 
@@ -162,6 +164,17 @@ def test_tta_benchmark_scores_each_setting_as_evaluate_does(tmp_path, params, tr
         rows[name] = " / ".join("-" if scores[f"miou{k}"] is None else f"{scores[f'miou{k}']:.4f}" for k in range(3))
         assert f"{name}: mIoU {rows[name]};" in done.stdout
     assert rows["none"] != rows["flip:32,96"], "precondition: the two settings score differently"
+    # --log puts each candidate's dev scores on record, and refuses a cache that is not dev
+    shutil.copy(tmp_path / "val.pt", tmp_path / "dev.pt")
+    logged = subprocess.run([*script[:3], "--cache", "dev.pt", "--log", "which TTA", "--settings", "none"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert logged.returncode == 0, logged.stderr
+    row = next(csv.DictReader((tmp_path / "results" / "selection.csv").open()))
+    assert (row["question"], row["candidate"], row["split"]) == ("which TTA", "w TTA none", "dev")
+    assert " / ".join(row[f"miou{k}"] or "-" for k in range(3)) == rows["none"]
+    refused = subprocess.run([*script[:3], "--cache", "val.pt", "--log", "x", "--settings", "none"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "not the dev cache" in refused.stderr
     for bad, message in (("flip:100", "--settings 'flip:100' side[0] = 100"), ("flip:a", "expected none, flip")):
         wrong = subprocess.run(script + [bad], cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert wrong.returncode == 2 and message in wrong.stderr
