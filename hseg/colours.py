@@ -46,6 +46,7 @@ def level_palette(tree: ClassTree, level: int) -> np.ndarray:
     return np.array([colours[name] for name in tree.levels[level].names], dtype=np.uint8)
 
 
-def colorize(level_labels: np.ndarray, tree: ClassTree, level: int) -> np.ndarray:
-    """A level's label map (indices into its names) as an RGB image."""
-    return level_palette(tree, level)[level_labels]
+def colorize(leaf_labels: np.ndarray, tree: ClassTree, level: int) -> np.ndarray:
+    """A leaf label map (class ids, as in the dataset masks) as an RGB image of one level: each
+    pixel in the colour of its leaf's node at that level. Every figure and overlay colours labels here."""
+    return level_palette(tree, level)[tree.levels[level].leaf_to_level[leaf_labels]]

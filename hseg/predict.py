@@ -25,18 +25,19 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from . import layout
-from .colours import level_palette
+from .colours import colorize, level_palette
 from .dataset import load_image
 from .errors import UserError
 from .hierarchy import leaf_scores
 from .models import load_checkpoint
-from .params import tta_sides
+from .params import PRECISIONS, tta_sides
 from .prepare import resize_image
 from .runtime import pick_device, predict_logits, prepare_model, upsample_argmax
 from .tree import ClassTree, build_tree
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 FORMATS = ("label", "colour")
+DEVICES = ("auto", "cpu", "cuda")  # hseg.params has no such constant (it spells the tuple inline)
 STEPS = ("decode", "model", "upsample", "write")
 
 
@@ -81,12 +82,13 @@ def output_paths(pairs: list[tuple[Path, Path]], out_dir: Path, levels: int, ove
     return result
 
 
-def overlay(image: Image.Image, labels: np.ndarray, names: tuple[str, ...], palette: np.ndarray,
-            alpha: float = 0.55) -> Image.Image:
-    """The photo blended with the level's colours (``palette[label]``) where the label is not
+def overlay(image: Image.Image, leaf: np.ndarray, tree: ClassTree, level: int, alpha: float = 0.55) -> Image.Image:
+    """The photo blended with the level's colours (colours.colorize) where the leaf map is not
     background, and a legend strip underneath. PIL's C code does the blending, so a 12-megapixel
     photo needs no float copies."""
-    colours = Image.fromarray(palette[labels])
+    names, palette = tree.levels[level].names, level_palette(tree, level)
+    labels = tree.levels[level].leaf_to_level[leaf]
+    colours = Image.fromarray(colorize(leaf, tree, level))
     blended = Image.composite(Image.blend(image, colours, alpha), image, Image.fromarray((labels > 0).astype(np.uint8) * 255))
     w, h = image.size
     row, box = 16, 12
@@ -104,13 +106,11 @@ def overlay(image: Image.Image, labels: np.ndarray, names: tuple[str, ...], pale
 
 def _write(image: np.ndarray, leaf: np.ndarray, paths: list[Path], tree: ClassTree, fmt: str) -> None:
     paths[0].parent.mkdir(parents=True, exist_ok=True)
-    deepest = len(tree.levels) - 1
-    leaf_map = leaf if fmt == "label" else level_palette(tree, deepest)[tree.levels[deepest].leaf_to_level[leaf]]
+    leaf_map = leaf if fmt == "label" else colorize(leaf, tree, len(tree.levels) - 1)
     Image.fromarray(leaf_map).save(paths[0], compress_level=1)
     photo = Image.fromarray(image) if len(paths) > 1 else None
     for k, path in enumerate(paths[1:]):
-        level = tree.levels[k]
-        overlay(photo, level.leaf_to_level[leaf], level.names, level_palette(tree, k)).save(path, compress_level=1)
+        overlay(photo, leaf, tree, k).save(path, compress_level=1)
 
 
 def predict_files(pairs: list[tuple[Path, Path]], weights: Path, out_dir: Path, *, batch_size: int = 4,
@@ -175,9 +175,9 @@ def parser() -> argparse.ArgumentParser:
                         help="leaf map as class ids (label, default) or as colours (colour)")
     parser.add_argument("--leaf-only", action="store_true", help="write only the leaf map, no overlays")
     parser.add_argument("--batch-size", type=int, default=4, help="photos decoded and predicted at once")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: bf16 where the device has native bf16, else fp32 (fp16 on older GPUs)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--flip-tta", action="store_true",
                         help="average with the mirrored photo's prediction (2x the model time)")
     parser.add_argument("--tta-sides", type=int, nargs="+", default=[], metavar="SIDE",

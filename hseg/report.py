@@ -10,14 +10,12 @@ import json
 from pathlib import Path
 
 from . import layout
+from .metrics import levels_in
 
 
 def levels(metrics: dict) -> list[int]:
     """The levels a metrics file scores: 0..K for its keys miou0..miouK."""
-    k = 0
-    while f"miou{k}" in metrics:
-        k += 1
-    return list(range(k))
+    return levels_in(metrics)
 
 
 def level_header(metrics: dict, k: int) -> str:
