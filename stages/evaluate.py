@@ -1,4 +1,5 @@
-"""Stage evaluate@<variant>: hierarchical mIoU on val at original resolution -> metrics/<variant>.json."""
+"""Stage evaluate@<variant>: hierarchical mIoU on val at original resolution -> metrics/<variant>.json
+(with the test-time augmentation it was scored with, under "tta", for `python -m hseg predict`)."""
 
 import numpy as np
 
@@ -22,6 +23,8 @@ def main(args):
     with atomic_path(layout.details_file(args.variant)) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **details)
+    # the test-time augmentation these scores were measured with: `python -m hseg predict` applies it by default
+    scores["tta"] = {"flip": settings.flip_tta, "sides": list(settings.tta_sides)}
     write_json(layout.metrics_file(args.variant), scores)
     shown = "  ".join(f"mIoU^{k} {scores[f'miou{k}']:.4f}" for k in range(len(tree.levels))
                       if scores[f"miou{k}"] is not None)

@@ -109,10 +109,15 @@ def test_predict_pngs_score_like_evaluate(workdir, tree, tmp_path):
     weights = workdir / "models" / f"{VARIANT}.pt"
     if not weights.exists():
         assert stage(workdir, "stages.train", VARIANT, "--no-progress").wait(timeout=300) == 0
-    ev = stage(workdir, "stages.evaluate", VARIANT, "--no-progress")
+    # scored with flip and multi-scale TTA, which predict must then apply by default, read from the metrics file
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["evaluate"].update(flip_tta=True, tta_sides=[96])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    ev = stage(workdir, "stages.evaluate", VARIANT, "--no-progress", "--params", str(tmp_path / "params.yaml"))
     assert ev.wait(timeout=300) == 0, ev.stderr.read()
     metrics = json.loads((workdir / "metrics" / f"{VARIANT}.json").read_text())
     assert metrics["consistency"] == 1.0
+    assert metrics["tta"] == {"flip": True, "sides": [96]}
 
     root = workdir / "data" / "pascal-part"
     val_ids = read_ids(root / "val_id.txt")
@@ -120,8 +125,9 @@ def test_predict_pngs_score_like_evaluate(workdir, tree, tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"")
     pred = stage(workdir, "hseg", "predict", "--variant", VARIANT, "--no-progress", "-o", str(tmp_path / "out"),
                  *map(str, images), str(tmp_path / "broken.jpg"))
-    _, err = pred.communicate(timeout=300)
+    out, err = pred.communicate(timeout=300)
     assert pred.returncode == 1 and "broken.jpg" in err  # unreadable file skipped, reported at the end
+    assert "test-time augmentation: flip + sides 96 px (as the evaluate stage scored this model" in out
     cm = np.zeros((7, 7), dtype=np.int64)
     for i in val_ids:
         leaf = np.array(Image.open(tmp_path / "out" / f"{i}.png"))
