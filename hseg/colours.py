@@ -32,7 +32,8 @@ def node_colours(tree: ClassTree) -> dict[str, tuple[int, int, int]]:
         names = kids.get(parent, [])
         for i, name in enumerate(names):
             a, b = lo + (hi - lo) * i / len(names), lo + (hi - lo) * (i + 1) / len(names)
-            r, g, bl = colorsys.hsv_to_rgb((a + b) / 2 % 1.0, min(1.0, 0.45 + 0.18 * depth), max(0.55, 1.0 - 0.1 * depth))
+            r, g, bl = colorsys.hsv_to_rgb((a + b) / 2 % 1.0, min(1.0, 0.45 + 0.18 * depth),
+                                           max(0.55, 1.0 - 0.1 * depth))
             colours[name] = (round(r * 255), round(g * 255), round(bl * 255))
             paint(name, a, b, depth + 1)
 

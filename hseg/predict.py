@@ -95,7 +95,8 @@ def overlay(image: Image.Image, leaf: np.ndarray, tree: ClassTree, level: int, a
     names, palette = tree.levels[level].names, level_palette(tree, level)
     labels = tree.levels[level].leaf_to_level[leaf]
     colours = Image.fromarray(colorize(leaf, tree, level))
-    blended = Image.composite(Image.blend(image, colours, alpha), image, Image.fromarray((labels > 0).astype(np.uint8) * 255))
+    blended = Image.composite(Image.blend(image, colours, alpha), image,
+                              Image.fromarray((labels > 0).astype(np.uint8) * 255))
     w, h = image.size
     row, box = 16, 12
     per_row = max(1, w // 110)
@@ -202,7 +203,8 @@ def chosen_tta(weights: Path, no_tta: bool = False, flip: bool | None = None,
             source = f"{found} for this model, so none by default"
         else:
             source = f"as the evaluate stage scored this model, from {path}"
-    given = ([] if flip is None else ["--flip-tta" if flip else "--no-flip-tta"]) + ([] if sides is None else ["--tta-sides"])
+    given = (([] if flip is None else ["--flip-tta" if flip else "--no-flip-tta"])
+             + ([] if sides is None else ["--tta-sides"]))
     if given:
         source += "; " + " and ".join(given) + " as given"
     return (recorded["flip"] if flip is None else flip,
@@ -231,7 +233,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--no-tta", action="store_true",
                         help="no test-time augmentation by default (the default is the one the evaluate stage "
-                             "scored the model with, read from its metrics file); --flip-tta and --tta-sides still apply")
+                             "scored the model with, read from its metrics file); --flip-tta and --tta-sides "
+                             "still apply")
     parser.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
                         help="average with the mirrored photo's prediction (2x the model time); "
                              "default: as the evaluate stage scored the model")

@@ -5,8 +5,8 @@ import numpy as np
 
 from hseg import layout
 from hseg.atomic import atomic_path, write_json
-from hseg.config import class_tree
 from hseg.cli import run_cli, stage_parser
+from hseg.config import class_tree
 from hseg.evaluate import evaluate_weights
 from hseg.params import evaluate_settings, load_params, parse_variant
 from hseg.prepare import load_cache

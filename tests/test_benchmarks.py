@@ -33,7 +33,8 @@ def test_study_timing_trains_and_evaluates_each_variant(tmp_path, params):
 
 def test_study_timing_rejects_an_unknown_variant_before_any_work(tmp_path, params):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_timing.py"), "--variants", "unet-vgg99-scratch"],
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_timing.py"),
+                           "--variants", "unet-vgg99-scratch"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.startswith("error: ") and "vgg99" in done.stderr
@@ -76,7 +77,8 @@ def test_optimizer_benchmark_times_both_implementations():
 
 def test_decoder_benchmark_times_each_width_against_the_first():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "decoder.py"), "--widths", "1", "0.5",
-                           "--sizes", "32", "--batch", "2", "--steps", "1"], capture_output=True, text=True, timeout=300)
+                           "--sizes", "32", "--batch", "2", "--steps", "1"],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "0.5 -> (128, 64, 32, 16, 8)" in done.stdout
     (row,) = [line for line in done.stdout.splitlines() if line.startswith("32 px: ")]

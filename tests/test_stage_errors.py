@@ -78,7 +78,8 @@ def test_prepare_rejects_bad_params_before_decoding(project, edits, fragments):
 
 @pytest.mark.parametrize("args, edits, fragments", [
     (["stages.train", "unet-resnet34-scratch"], {"train__lr": -0.1}, ["train.lr = -0.1"]),
-    (["stages.train", "unet-resnet19-scratch"], {}, ["encoder = 'resnet19'", "not provided by segmentation-models-pytorch"]),
+    (["stages.train", "unet-resnet19-scratch"], {},
+     ["encoder = 'resnet19'", "not provided by segmentation-models-pytorch"]),
     (["stages.train", "unet-resnet34-scratch"], {}, ["data/prepared/train.pt not found", "dvc repro prepare"]),
     (["stages.evaluate", "unet-resnet34-scratch"], {"evaluate__precision": "fp8"}, ["evaluate.precision = 'fp8'"]),
 ])

@@ -173,9 +173,8 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(workdir):
 def test_tree_mode_checkpoint_evaluates_and_predicts(workdir, tree, tmp_path):
     """A tree-mode model (12 outputs) goes through evaluate and predict; path inference keeps
     every pixel consistent with the tree."""
-    from hseg.evaluate import evaluate_model, evaluate_weights
+    from hseg.evaluate import evaluate_model
     from hseg.models import load_checkpoint
-    from hseg.params import evaluate_settings
     from hseg.predict import collect_images, predict_files
 
     train_once(workdir, tree, tmp_path, epochs=1, loss="tree")
@@ -215,6 +214,7 @@ def test_resume_checkpoint_needs_the_same_params_data_content_and_code(workdir, 
     images but one changed pixel, other params, or edited library code start over."""
     import dataclasses
     import shutil
+
     from hseg import train as train_module
     from hseg.train import Checkpoint, LrFactor, _build, fingerprint, make_optimizer
 
@@ -261,7 +261,8 @@ def test_progressive_resizing_trains_the_first_epochs_at_the_smaller_side(workdi
 
 
 def test_progressive_side_not_below_the_cache_size_is_refused_before_training(workdir, tree, tmp_path):
-    with pytest.raises(UserError, match=r"train.progressive side 64 is not below the full training side, the cached 64 px"):
+    with pytest.raises(UserError,
+                       match=r"train.progressive side 64 is not below the full training side, the cached 64 px"):
         train_once(workdir, tree, tmp_path, epochs=2, crop=0, progressive=[[1, 64]])  # whole 64 px images
     assert not (tmp_path / "w.pt").exists()
 
