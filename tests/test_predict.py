@@ -200,6 +200,7 @@ def peak_rss_mb(weights, folder: Path, out: Path) -> float:
     return int(done.stdout.split()[-1]) / 1024
 
 
+@pytest.mark.slow
 def test_peak_memory_is_flat_in_the_number_of_photos(weights, tmp_path):
     """4 vs 40 photos of 2400x1800: holding every decoded photo (the old behaviour) would add
     about 13 MB per photo for the pixels alone, 470 MB for the 36 extra photos; streaming adds

@@ -59,6 +59,7 @@ def stage(work, *args, env_extra=None, **kw):
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
+@pytest.mark.slow
 def test_same_params_give_identical_weights_and_metrics(workdir, tree, tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -70,6 +71,7 @@ def test_same_params_give_identical_weights_and_metrics(workdir, tree, tmp_path)
     assert not (tmp_path / "a" / "resume.pt").exists()  # removed once training finished
 
 
+@pytest.mark.slow
 def test_killed_train_stage_resumes_to_the_same_weights(workdir):
     weights = workdir / "models" / f"{VARIANT}.pt"
     resume = workdir / "models" / ".resume" / f"{VARIANT}.pt"
@@ -105,6 +107,7 @@ def test_diverging_loss_stops_with_epoch_and_batch_and_writes_no_model(workdir, 
     assert not (tmp_path / "w.pt").exists()
 
 
+@pytest.mark.slow
 def test_predict_pngs_score_like_evaluate(workdir, tree, tmp_path):
     weights = workdir / "models" / f"{VARIANT}.pt"
     if not weights.exists():
@@ -140,6 +143,7 @@ def test_predict_pngs_score_like_evaluate(workdir, tree, tmp_path):
         assert scored[f"miou{k}"] == pytest.approx(metrics[f"miou{k}"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_match_one_with_the_same_global_batch(workdir):
     """torchrun with 2 gloo processes (launched by the stage itself) vs one process with the same
     global batch of 8, fp32, 1 epoch. On CPU each process normalises BatchNorm over its own 4 images
@@ -300,6 +304,7 @@ def trained_model_and_val(workdir):
     return weights, model, meta, load(workdir, "val")
 
 
+@pytest.mark.slow
 def test_evaluate_flip_tta_scores_the_mirror_averaged_logits(workdir, tree):
     from hseg.evaluate import evaluate_model, evaluate_weights
     from hseg.params import evaluate_settings
@@ -335,6 +340,7 @@ class _ScaleAveraged(torch.nn.Module):
         return torch.stack(maps).mean(0)
 
 
+@pytest.mark.slow
 def test_evaluate_tta_sides_scores_the_scale_averaged_logits(workdir, tree):
     from hseg.evaluate import evaluate_model, evaluate_weights
     from hseg.params import evaluate_settings
