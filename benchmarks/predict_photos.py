@@ -4,7 +4,7 @@ Makes N photos of 4032x3024 (12 MP) by upscaling val images of the dataset (or r
 --random), then runs `python -m hseg predict` on 1/4 of them and on all of them in fresh processes,
 and prints seconds per photo split into decode, model, upsample and write, and each run's peak RSS.
 
-    python benchmarks/predict_photos.py --variant unet-resnet34-scratch --photos 20
+    python benchmarks/predict_photos.py --run unet-resnet34-scratch-s42 --photos 20
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def run_predict(args, folder: Path, out: Path) -> tuple[str, float]:
     code = ("import runpy, sys; sys.argv = ['hseg'] + sys.argv[1:];\n"
             "try:\n    runpy.run_module('hseg', run_name='__main__')\n"
             "finally:\n    print('PEAK', [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")
-    cmd = [sys.executable, "-c", code, "predict", "--variant", args.variant, "--no-progress", "--timings",
+    cmd = [sys.executable, "-c", code, "predict", "--run", args.run, "--no-progress", "--timings",
            "-o", str(out), str(folder)] + (["--leaf-only"] if args.leaf_only else [])
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
@@ -48,7 +48,7 @@ def run_predict(args, folder: Path, out: Path) -> tuple[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variant", required=True, help="a trained variant (models/<variant>.pt)")
+    parser.add_argument("--run", required=True, help="a trained run, <variant>-s<seed> (models/<run>.pt)")
     parser.add_argument("--photos", type=int, default=20)
     parser.add_argument("--width", type=int, default=4032)
     parser.add_argument("--height", type=int, default=3024)

@@ -32,7 +32,8 @@ def node_colours(tree: ClassTree) -> dict[str, tuple[int, int, int]]:
         names = kids.get(parent, [])
         for i, name in enumerate(names):
             a, b = lo + (hi - lo) * i / len(names), lo + (hi - lo) * (i + 1) / len(names)
-            r, g, bl = colorsys.hsv_to_rgb((a + b) / 2 % 1.0, min(1.0, 0.45 + 0.18 * depth), max(0.55, 1.0 - 0.1 * depth))
+            r, g, bl = colorsys.hsv_to_rgb((a + b) / 2 % 1.0, min(1.0, 0.45 + 0.18 * depth),
+                                           max(0.55, 1.0 - 0.1 * depth))
             colours[name] = (round(r * 255), round(g * 255), round(bl * 255))
             paint(name, a, b, depth + 1)
 
@@ -46,6 +47,7 @@ def level_palette(tree: ClassTree, level: int) -> np.ndarray:
     return np.array([colours[name] for name in tree.levels[level].names], dtype=np.uint8)
 
 
-def colorize(level_labels: np.ndarray, tree: ClassTree, level: int) -> np.ndarray:
-    """A level's label map (indices into its names) as an RGB image."""
-    return level_palette(tree, level)[level_labels]
+def colorize(leaf_labels: np.ndarray, tree: ClassTree, level: int) -> np.ndarray:
+    """A leaf label map (class ids, as in the dataset masks) as an RGB image of one level: each
+    pixel in the colour of its leaf's node at that level. Every figure and overlay colours labels here."""
+    return level_palette(tree, level)[tree.levels[level].leaf_to_level[leaf_labels]]

@@ -24,7 +24,8 @@ def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, num_classes: int)
 
 
 def collapse(cm: np.ndarray, leaf_to_level: np.ndarray, num_level_classes: int) -> np.ndarray:
-    """Sum a leaf confusion matrix into a coarser level's classes."""
+    """Sum a leaf confusion matrix into a coarser level's classes. ``cm`` may also be a stack of
+    matrices (..., n_leaves, n_leaves), e.g. one per image: each is collapsed the same way."""
     onehot = np.zeros((len(leaf_to_level), num_level_classes), dtype=np.int64)
     onehot[np.arange(len(leaf_to_level)), leaf_to_level] = 1
     return onehot.T @ np.asarray(cm, dtype=np.int64) @ onehot
@@ -59,3 +60,13 @@ def hierarchical_scores(cm: np.ndarray, tree: ClassTree) -> dict:
         out[f"pixel_acc{k}"] = float(np.trace(level_cm) / total) if total else None
         out[f"iou{k}"] = {name: (None if np.isnan(v) else float(v)) for name, v in zip(level.names, iou)}
     return out
+
+
+def levels_in(scores: dict, prefix: str = "miou") -> list[int]:
+    """The levels a scores mapping holds: [0, ..., K] for its keys ``<prefix>0`` .. ``<prefix>K``
+    (a metrics JSON: prefix ``miou``; a training history: ``val_miou``). The one place that reads
+    the depth of the tree from metric names."""
+    k = 0
+    while f"{prefix}{k}" in scores:
+        k += 1
+    return list(range(k))

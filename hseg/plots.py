@@ -13,9 +13,8 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
 from .colours import colorize, level_palette  # noqa: E402
-from .metrics import iou_per_class  # noqa: E402
+from .metrics import collapse, iou_per_class, levels_in  # noqa: E402
 from .tree import ClassTree  # noqa: E402
-
 
 
 def save(fig, path: Path, dpi: int) -> None:
@@ -37,10 +36,8 @@ def training_curves(history: dict, variant: str):
     curve(ax_loss, "val_loss", "val")
     ax_loss.set(xlabel="epoch", ylabel="training loss", title=f"{variant}: loss")
     ax_loss.legend()
-    k = 0
-    while f"val_miou{k}" in history:
+    for k in levels_in(history, "val_miou"):
         curve(ax_iou, f"val_miou{k}", f"mIoU^{k}")
-        k += 1
     ax_iou.set(xlabel="epoch", ylabel="val mIoU (train resolution)", title=f"{variant}: val mIoU", ylim=(0, 1))
     ax_iou.legend()
     fig.tight_layout()
@@ -92,9 +89,9 @@ def prediction_grid(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, tre
     for r in range(rows):
         axes[r, 0].imshow(images[r].transpose(1, 2, 0))
         axes[r, 0].set_ylabel(row_labels[r], fontsize=7)
-        for k, level in enumerate(tree.levels):
-            axes[r, 1 + 2 * k].imshow(colorize(level.leaf_to_level[truth[r]], tree, k), interpolation="nearest")
-            axes[r, 2 + 2 * k].imshow(colorize(level.leaf_to_level[pred[r]], tree, k), interpolation="nearest")
+        for k in range(n_levels):
+            axes[r, 1 + 2 * k].imshow(colorize(truth[r], tree, k), interpolation="nearest")
+            axes[r, 2 + 2 * k].imshow(colorize(pred[r], tree, k), interpolation="nearest")
     axes[0, 0].set_title("image", fontsize=9)
     for k in range(n_levels):
         axes[0, 1 + 2 * k].set_title(f"truth L{k}", fontsize=9)
@@ -157,11 +154,9 @@ def iou_heatmap(rows: pd.DataFrame, title: str):
 
 def per_image_level_miou(per_image_cm: np.ndarray, tree: ClassTree, level: int) -> np.ndarray:
     """mIoU of each image at one level (NaN where the image has no scored class)."""
-    lut = tree.levels[level].leaf_to_level
-    n = tree.levels[level].num_classes
-    onehot = np.eye(n, dtype=np.int64)[lut]
+    level_cms = collapse(per_image_cm, tree.levels[level].leaf_to_level, tree.levels[level].num_classes)
     out = np.empty(len(per_image_cm))
-    for i, cm in enumerate(per_image_cm):
-        iou = iou_per_class(onehot.T @ cm @ onehot)[1:]
+    for i, cm in enumerate(level_cms):
+        iou = iou_per_class(cm)[1:]
         out[i] = np.nanmean(iou) if np.isfinite(iou).any() else np.nan
     return out

@@ -1,4 +1,4 @@
-"""Run a trained variant on your own photos.
+"""Run a trained model (one variant trained with one seed: a run) on your own photos.
 
 For every photo writes, at the size it is seen in a viewer (EXIF orientation applied):
   <out>/<path>.png              the leaf map: class ids 0..N-1 like the dataset masks (--format label),
@@ -9,12 +9,18 @@ For every photo writes, at the size it is seen in a viewer (EXIF orientation app
 with the same name in different folders never overwrite each other; inputs are never overwritten.
 Photos are streamed in batches (read, predict, write, drop), so memory stays flat for any number.
 
-    python -m hseg predict --variant unet-resnet34-scratch photos/ -o predictions/
+    python -m hseg predict --run unet-resnet34-scratch-s42 photos/ -o predictions/
     python -m hseg predict --weights models/x.pt a.jpg b.png --leaf-only --format colour
+
+By default the photos get the test-time augmentation (flip, extra sides) that the evaluate stage scored
+the model with, read from the model's metrics file, so the predictions are the ones its metrics describe;
+--no-tta turns that off, --flip-tta/--no-flip-tta and --tta-sides set each part. One line says which TTA
+was applied and why.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -25,18 +31,19 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from . import layout
-from .colours import level_palette
+from .colours import colorize, level_palette
 from .dataset import load_image
 from .errors import UserError
 from .hierarchy import leaf_scores
 from .models import load_checkpoint
-from .params import tta_sides
+from .params import PRECISIONS, tta_sides
 from .prepare import resize_image
 from .runtime import pick_device, predict_logits, prepare_model, upsample_argmax
 from .tree import ClassTree, build_tree
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 FORMATS = ("label", "colour")
+DEVICES = ("auto", "cpu", "cuda")  # hseg.params has no such constant (it spells the tuple inline)
 STEPS = ("decode", "model", "upsample", "write")
 
 
@@ -81,13 +88,15 @@ def output_paths(pairs: list[tuple[Path, Path]], out_dir: Path, levels: int, ove
     return result
 
 
-def overlay(image: Image.Image, labels: np.ndarray, names: tuple[str, ...], palette: np.ndarray,
-            alpha: float = 0.55) -> Image.Image:
-    """The photo blended with the level's colours (``palette[label]``) where the label is not
+def overlay(image: Image.Image, leaf: np.ndarray, tree: ClassTree, level: int, alpha: float = 0.55) -> Image.Image:
+    """The photo blended with the level's colours (colours.colorize) where the leaf map is not
     background, and a legend strip underneath. PIL's C code does the blending, so a 12-megapixel
     photo needs no float copies."""
-    colours = Image.fromarray(palette[labels])
-    blended = Image.composite(Image.blend(image, colours, alpha), image, Image.fromarray((labels > 0).astype(np.uint8) * 255))
+    names, palette = tree.levels[level].names, level_palette(tree, level)
+    labels = tree.levels[level].leaf_to_level[leaf]
+    colours = Image.fromarray(colorize(leaf, tree, level))
+    blended = Image.composite(Image.blend(image, colours, alpha), image,
+                              Image.fromarray((labels > 0).astype(np.uint8) * 255))
     w, h = image.size
     row, box = 16, 12
     per_row = max(1, w // 110)
@@ -104,13 +113,11 @@ def overlay(image: Image.Image, labels: np.ndarray, names: tuple[str, ...], pale
 
 def _write(image: np.ndarray, leaf: np.ndarray, paths: list[Path], tree: ClassTree, fmt: str) -> None:
     paths[0].parent.mkdir(parents=True, exist_ok=True)
-    deepest = len(tree.levels) - 1
-    leaf_map = leaf if fmt == "label" else level_palette(tree, deepest)[tree.levels[deepest].leaf_to_level[leaf]]
+    leaf_map = leaf if fmt == "label" else colorize(leaf, tree, len(tree.levels) - 1)
     Image.fromarray(leaf_map).save(paths[0], compress_level=1)
     photo = Image.fromarray(image) if len(paths) > 1 else None
     for k, path in enumerate(paths[1:]):
-        level = tree.levels[k]
-        overlay(photo, level.leaf_to_level[leaf], level.names, level_palette(tree, k)).save(path, compress_level=1)
+        overlay(photo, leaf, tree, k).save(path, compress_level=1)
 
 
 def predict_files(pairs: list[tuple[Path, Path]], weights: Path, out_dir: Path, *, batch_size: int = 4,
@@ -163,11 +170,57 @@ def predict_files(pairs: list[tuple[Path, Path]], weights: Path, out_dir: Path, 
     return skipped
 
 
+def evaluated_tta(weights: Path) -> tuple[dict | None, Path]:
+    """(the test-time augmentation the evaluate stage scored ``weights`` with, as written under the key
+    ``tta`` of its metrics file: {"flip": bool, "sides": [...]}; the metrics file). None where there is
+    no metrics file for the weights' run (named after the weights file) or it records no TTA."""
+    path = layout.metrics_file(Path(weights).stem)
+    if not path.is_file():
+        return None, path
+    try:
+        tta = json.loads(path.read_text()).get("tta")
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise UserError(f"{path}: not a metrics file written by the evaluate stage ({exc})") from exc
+    if tta is None:
+        return None, path
+    if not (isinstance(tta, dict) and isinstance(tta.get("flip"), bool)):
+        raise UserError(f"{path}: 'tta' = {tta!r}: expected {{\"flip\": true/false, \"sides\": [...]}}")
+    return {"flip": tta["flip"], "sides": tta_sides(f"{path}: tta.sides", tta.get("sides", []))}, path
+
+
+def chosen_tta(weights: Path, no_tta: bool = False, flip: bool | None = None,
+               sides: list[int] | None = None) -> tuple[bool, tuple[int, ...], str]:
+    """(flip, sides, where they came from): by default the TTA the evaluate stage scored the weights
+    with (evaluated_tta), none with ``no_tta`` or where none is recorded; ``flip`` and ``sides``, when
+    given (not None), replace their part."""
+    if no_tta:
+        recorded, source = {"flip": False, "sides": ()}, "--no-tta"
+    else:
+        recorded, path = evaluated_tta(weights)
+        if recorded is None:
+            recorded = {"flip": False, "sides": ()}
+            found = f"{path} records no TTA settings" if path.is_file() else f"no metrics file {path}"
+            source = f"{found} for this model, so none by default"
+        else:
+            source = f"as the evaluate stage scored this model, from {path}"
+    given = (([] if flip is None else ["--flip-tta" if flip else "--no-flip-tta"])
+             + ([] if sides is None else ["--tta-sides"]))
+    if given:
+        source += "; " + " and ".join(given) + " as given"
+    return (recorded["flip"] if flip is None else flip,
+            recorded["sides"] if sides is None else tta_sides("--tta-sides", sides), source)
+
+
+def describe_tta(flip: bool, sides: tuple[int, ...]) -> str:
+    parts = (["flip"] if flip else []) + ([f"sides {', '.join(map(str, sides))} px"] if sides else [])
+    return " + ".join(parts) or "none"
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hseg predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--variant", help="a trained variant, read from models/<variant>.pt")
+    which.add_argument("--run", help="a trained run, <variant>-s<seed>, read from models/<run>.pt")
     which.add_argument("--weights", type=Path, help="a weights file written by the train stage")
     parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders (searched recursively)")
     parser.add_argument("-o", "--out", type=Path, default=Path("predictions"), help="output folder")
@@ -175,13 +228,19 @@ def parser() -> argparse.ArgumentParser:
                         help="leaf map as class ids (label, default) or as colours (colour)")
     parser.add_argument("--leaf-only", action="store_true", help="write only the leaf map, no overlays")
     parser.add_argument("--batch-size", type=int, default=4, help="photos decoded and predicted at once")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: bf16 where the device has native bf16, else fp32 (fp16 on older GPUs)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--flip-tta", action="store_true",
-                        help="average with the mirrored photo's prediction (2x the model time)")
-    parser.add_argument("--tta-sides", type=int, nargs="+", default=[], metavar="SIDE",
-                        help="also predict at these sides (multiples of 32) and average, like evaluate.tta_sides")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--no-tta", action="store_true",
+                        help="no test-time augmentation by default (the default is the one the evaluate stage "
+                             "scored the model with, read from its metrics file); --flip-tta and --tta-sides "
+                             "still apply")
+    parser.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="average with the mirrored photo's prediction (2x the model time); "
+                             "default: as the evaluate stage scored the model")
+    parser.add_argument("--tta-sides", type=int, nargs="+", default=None, metavar="SIDE",
+                        help="also predict at these sides (multiples of 32) and average, like evaluate.tta_sides; "
+                             "default: as the evaluate stage scored the model")
     parser.add_argument("--timings", action="store_true", help="print where the time went per photo")
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -190,14 +249,14 @@ def parser() -> argparse.ArgumentParser:
 def run(args) -> int:
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be at least 1")
-    sides = tta_sides("--tta-sides", args.tta_sides)
-    weights = args.weights or layout.weights_file(args.variant)
+    weights = args.weights or layout.weights_file(args.run)
+    flip, sides, source = chosen_tta(weights, args.no_tta, args.flip_tta, args.tta_sides)
     pairs = collect_images(args.inputs)
+    print(f"test-time augmentation: {describe_tta(flip, sides)} ({source})")
     clock: dict = {}
     skipped = predict_files(pairs, weights, args.out, batch_size=args.batch_size, precision=args.precision,
                             device=args.device, fmt=args.format, overlays=not args.leaf_only,
-                            progress=not args.no_progress, timings=clock, flip_tta=args.flip_tta,
-                            tta_sides=sides)
+                            progress=not args.no_progress, timings=clock, flip_tta=flip, tta_sides=sides)
     if args.timings:
         n = max(1, len(pairs) - len(skipped))
         print("seconds per photo: " + ", ".join(f"{k} {v / n:.3f}" for k, v in clock.items())

@@ -12,14 +12,9 @@ import json
 from pathlib import Path
 
 from . import layout
+from .metrics import levels_in
 
 
-def levels(entry: dict) -> list[int]:
-    """The levels a summary entry (or metrics file) scores: 0..K for its keys miou0..miouK."""
-    k = 0
-    while f"miou{k}" in entry:
-        k += 1
-    return list(range(k))
 
 
 def level_header(entry: dict, k: int) -> str:
@@ -58,7 +53,7 @@ def results_table(summary: dict, live_root: Path = layout.LIVE) -> str:
     """Markdown: one row per variant, mean ± sd over seeds per level, then the per-seed values."""
     variants = summary["variants"]
     first = next(iter(variants.values()))
-    ks = levels(first)
+    ks = levels_in(first)
     deepest = ks[-1]
     rows = ["| variant | epochs | " + " | ".join(level_header(first, k) for k in ks)
             + f" | smallest leaf IoU | mIoU^{deepest} per seed |",

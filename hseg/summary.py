@@ -12,6 +12,8 @@ from __future__ import annotations
 import itertools
 import math
 
+from .metrics import levels_in
+
 # Student t 0.975 quantiles for 1..30 degrees of freedom (two-sided 95 %); tests check them
 # against the distribution's defining integral.
 T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
@@ -55,7 +57,7 @@ def summarize(scores: dict[str, dict[int, dict]], seeds: list[int]) -> dict:
     and of each class's IoU (classes without an IoU in some run are left out of that run), the
     per-seed mIoU values, and the paired differences between every two variants at each level."""
     first = next(iter(next(iter(scores.values())).values()))
-    levels = list(itertools.takewhile(lambda k: f"miou{k}" in first, itertools.count()))
+    levels = levels_in(first)
     summary = {"seeds": seeds, "variants": {}, "differences": {},
                "trained_on": {f"{v}-s{s}": (run.get("machine") or {}).get("train") for v, runs in scores.items()
                               for s, run in runs.items()}}

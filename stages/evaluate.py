@@ -1,11 +1,13 @@
-"""Stage evaluate@<variant>-<seed>: hierarchical mIoU on val at original resolution -> metrics/runs/<run>.json."""
+"""Stage evaluate@<variant>-<seed>: hierarchical mIoU on val at original resolution -> metrics/runs/<run>.json
+(with the test-time augmentation it was scored with, under "tta", for `python -m hseg predict`, and the
+machines it was trained and scored on)."""
 
 import numpy as np
 
 from hseg import layout
 from hseg.atomic import atomic_path, write_json
-from hseg.config import class_tree
 from hseg.cli import run_cli, stage_parser
+from hseg.config import class_tree
 from hseg.evaluate import evaluate_weights
 from hseg.models import weights_meta
 from hseg.params import evaluate_settings, load_params, parse_variant
@@ -25,6 +27,8 @@ def main(args):
     with atomic_path(layout.details_file(run)) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **details)
+    # the test-time augmentation these scores were measured with: `python -m hseg predict` applies it by default
+    scores["tta"] = {"flip": settings.flip_tta, "sides": list(settings.tta_sides)}
     # bf16 kernels differ between CPU types: record where the run trained and where it was scored
     scores["machine"] = {"train": weights_meta(layout.weights_file(run)).get("machine"), "evaluate": machine()}
     write_json(layout.metrics_file(run), scores)

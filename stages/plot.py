@@ -7,8 +7,8 @@ import numpy as np
 
 from hseg import layout, plots
 from hseg.atomic import atomic_path
-from hseg.config import class_tree
 from hseg.cli import run_cli, stage_parser
+from hseg.config import class_tree
 from hseg.errors import UserError
 from hseg.params import load_params, plot_settings, study_seeds, study_variants
 from hseg.prepare import load_cache

@@ -13,6 +13,7 @@ from tests.conftest import ROOT
 from tests.synthetic import CLASSES
 
 
+@pytest.mark.slow
 def test_study_timing_trains_and_evaluates_each_variant(tmp_path, params):
     params["prepare"]["size"] = 32
     params["train"].update(batch_size=4, crop=0)
@@ -33,15 +34,18 @@ def test_study_timing_trains_and_evaluates_each_variant(tmp_path, params):
     assert "2 variant(s) on cpu, 2 at a time, random data" in done.stdout
 
 
+@pytest.mark.slow
 def test_study_timing_rejects_an_unknown_variant_before_any_work(tmp_path, params):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_timing.py"), "--variants", "unet-vgg99-scratch"],
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_timing.py"),
+                           "--variants", "unet-vgg99-scratch"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.startswith("error: ") and "vgg99" in done.stderr
     assert not any(tmp_path.glob("hseg-study-timing-*"))
 
 
+@pytest.mark.slow
 def test_study_timing_on_prepared_caches(tmp_path, params, dataset):
     from hseg.dataset import read_ids
     from hseg.prepare import build_cache, save_cache
@@ -60,6 +64,7 @@ def test_study_timing_on_prepared_caches(tmp_path, params, dataset):
     assert "real data" in done.stdout
 
 
+@pytest.mark.slow
 def test_loss_benchmark_prints_the_same_values_for_smp_and_hseg():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "losses.py"), "--sizes", "16", "--batch", "2",
                            "--repeats", "1"], capture_output=True, text=True, timeout=300)
@@ -69,6 +74,7 @@ def test_loss_benchmark_prints_the_same_values_for_smp_and_hseg():
     assert all(float(r.split("|value diff| ")[1].split(",")[0]) < 1e-5 for r in rows)
 
 
+@pytest.mark.slow
 def test_optimizer_benchmark_times_both_implementations():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "optimizer.py"), "--models", "unet-resnet34",
                            "--size", "32", "--batch", "2", "--steps", "1"], capture_output=True, text=True, timeout=300)
@@ -76,9 +82,11 @@ def test_optimizer_benchmark_times_both_implementations():
     assert "unet-resnet34: default " in done.stdout and "fused steps are" in done.stdout
 
 
+@pytest.mark.slow
 def test_decoder_benchmark_times_each_width_against_the_first():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "decoder.py"), "--widths", "1", "0.5",
-                           "--sizes", "32", "--batch", "2", "--steps", "1"], capture_output=True, text=True, timeout=300)
+                           "--sizes", "32", "--batch", "2", "--steps", "1"],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "0.5 -> (128, 64, 32, 16, 8)" in done.stdout
     (row,) = [line for line in done.stdout.splitlines() if line.startswith("32 px: ")]
@@ -88,6 +96,7 @@ def test_decoder_benchmark_times_each_width_against_the_first():
     assert refused.returncode == 2 and "error: decoder_width = 0.5: fpn has no decoder_channels" in refused.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_benchmark_times_both_argmax_ways_and_they_agree():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "evaluate.py"), "--size", "32", "--images", "3",
                            "--batch", "2", "--repeats", "1"], capture_output=True, text=True, timeout=300)
@@ -130,6 +139,7 @@ def untrained_model_and_val_cache(tmp_path, params, tree, dataset, side: int):
     return net
 
 
+@pytest.mark.slow
 def test_inference_benchmark_leaf_argmax_row_is_evaluates_score(tmp_path, params, tree, dataset):
     from hseg.evaluate import evaluate_model
     from hseg.prepare import load_cache
@@ -149,6 +159,7 @@ def test_inference_benchmark_leaf_argmax_row_is_evaluates_score(tmp_path, params
     assert wrong.returncode == 2 and wrong.stderr.startswith("error: missing.pt not found")
 
 
+@pytest.mark.slow
 def test_tta_benchmark_scores_each_setting_as_evaluate_does(tmp_path, params, tree, dataset):
     from hseg.evaluate import evaluate_model
     from hseg.prepare import load_cache

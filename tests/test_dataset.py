@@ -153,6 +153,7 @@ def test_prepare_twice_writes_byte_identical_caches(dataset, tmp_path):
     """torch.save to a path names the zip's inner folder after the (random) temporary file;
     the caches must not change when nothing that goes into them changed."""
     import hashlib
+
     from hseg.prepare import save_cache
     digests = []
     for run, workers in (("a", 1), ("b", 2)):

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from hseg.hierarchy import class_argmax, independent_consistency, leaf_scores, num_outputs, tree_consistency, tree_min_loss
+from hseg.hierarchy import (
+    class_argmax,
+    independent_consistency,
+    leaf_scores,
+    num_outputs,
+    tree_consistency,
+    tree_min_loss,
+)
 from hseg.losses import make_loss
 from hseg.tree import build_tree
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hseg.metrics import collapse, confusion_matrix, hierarchical_scores, iou_per_class
+from hseg.metrics import collapse, confusion_matrix, hierarchical_scores, iou_per_class, levels_in
 
 BG, LOW_HAND, TORSO, LOW_LEG, HEAD, UP_LEG, UP_HAND = range(7)
 
@@ -57,6 +57,19 @@ def test_collapse_sums_leaf_blocks():
     cm = np.arange(9).reshape(3, 3)
     # leaves 1 and 2 merge into class 1
     assert collapse(cm, np.array([0, 1, 1]), 2).tolist() == [[0, 1 + 2], [3 + 6, 4 + 5 + 7 + 8]]
+
+
+def test_collapse_of_a_stack_collapses_each_matrix():
+    stack = np.random.default_rng(0).integers(0, 9, (4, 3, 3))
+    lut = np.array([0, 1, 1])
+    assert np.array_equal(collapse(stack, lut, 2), np.stack([collapse(cm, lut, 2) for cm in stack]))
+
+
+def test_levels_in_reads_the_depth_from_the_metric_names(tree):
+    scores = hierarchical_scores(np.eye(7, dtype=np.int64), tree)
+    assert levels_in(scores) == [0, 1, 2]
+    assert levels_in({"val_miou0": [], "val_miou1": [], "val_loss": []}, "val_miou") == [0, 1]
+    assert levels_in({"miou1": 0.5}) == [] and levels_in({}) == []
 
 
 def test_iou_is_nan_only_without_truth_and_prediction():

@@ -15,6 +15,8 @@ from hseg.versions import machine
 from tests.conftest import COMMITTED_PARAMS
 from tests.synthetic import make_dataset
 
+pytestmark = pytest.mark.slow  # every test runs `dvc repro` on a fresh repository (minutes)
+
 ROOT = Path(__file__).resolve().parent.parent
 DVC = [sys.executable, "-m", "dvc"]
 VARIANTS = ["unet-resnet34-scratch", "deeplabv3plus-resnet34-scratch"]

@@ -1,5 +1,6 @@
 """predict on photos as people have them: EXIF orientation, nested folders, formats, bounded memory."""
 import colorsys
+import json
 import os
 import subprocess
 import sys
@@ -11,10 +12,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from hseg import layout
 from hseg.colours import level_palette, node_colours
 from hseg.errors import UserError
 from hseg.params import train_config
-from hseg.predict import collect_images, parser, predict_files, run
+from hseg.predict import chosen_tta, collect_images, parser, predict_files, run
 from hseg.runtime import upsample_argmax
 from hseg.train import _build, _save_weights
 from hseg.tree import build_tree
@@ -131,6 +133,63 @@ def test_tta_sides_change_the_prediction_and_bad_sides_are_refused_first(weights
     assert not (tmp_path / "bad").exists()
 
 
+def test_predict_applies_the_tta_evaluate_scored_the_model_with_by_default(weights, tmp_path, monkeypatch, capsys):
+    """The metrics file of the weights' run (layout.metrics_file(<weights stem>)) records evaluate's TTA:
+    by default predict applies it, exactly as if given on the command line; --no-tta predicts without."""
+    monkeypatch.chdir(tmp_path)
+    run_weights = tmp_path / "models" / "some-run.pt"
+    run_weights.parent.mkdir()
+    run_weights.write_bytes(weights.read_bytes())
+    metrics = layout.metrics_file("some-run")
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(json.dumps({"miou0": 0.5, "tta": {"flip": True, "sides": [32]}}))
+    photo(tmp_path / "in" / "a.png", 64, 64, seed=3)
+    args = ["--weights", str(run_weights), str(tmp_path / "in"), "--leaf-only", "--precision", "fp32", "--no-progress"]
+    maps, said = {}, {}
+    for name, extra in (("default", []), ("explicit", ["--flip-tta", "--tta-sides", "32"]), ("off", ["--no-tta"])):
+        assert run(parser().parse_args(args + ["-o", str(tmp_path / name)] + extra)) == 0
+        maps[name] = np.array(Image.open(tmp_path / name / "a.png"))
+        said[name] = [line for line in capsys.readouterr().out.splitlines() if "test-time augmentation" in line]
+    predict_files(collect_images([tmp_path / "in"]), run_weights, tmp_path / "plain", overlays=False,
+                  precision="fp32", progress=False)
+    plain = np.array(Image.open(tmp_path / "plain" / "a.png"))
+    assert not np.array_equal(maps["default"], plain)  # precondition: the recorded TTA changes some pixel
+    assert np.array_equal(maps["default"], maps["explicit"])
+    assert np.array_equal(maps["off"], plain)
+    assert said["default"] == [f"test-time augmentation: flip + sides 32 px (as the evaluate stage scored this "
+                               f"model, from {metrics})"]
+    assert said["off"] == ["test-time augmentation: none (--no-tta)"]
+    # each explicit flag replaces its part of the recorded settings
+    assert chosen_tta(run_weights, flip=False) == (False, (32,), f"as the evaluate stage scored this model, from "
+                                                                 f"{metrics}; --no-flip-tta as given")
+    assert chosen_tta(run_weights, sides=[96])[:2] == (True, (96,))
+    assert chosen_tta(run_weights, no_tta=True, sides=[96]) == (False, (96,), "--no-tta; --tta-sides as given")
+
+
+def test_predict_without_recorded_tta_uses_none_and_says_so(weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    photo(tmp_path / "in" / "a.png", 64, 64, seed=3)
+    args = ["--weights", str(weights), str(tmp_path / "in"), "--leaf-only", "--precision", "fp32", "--no-progress"]
+    metrics = layout.metrics_file(weights.stem)
+    assert not metrics.exists()
+    assert run(parser().parse_args(args + ["-o", str(tmp_path / "missing")])) == 0
+    assert f"test-time augmentation: none (no metrics file {metrics} for this model, so none by default)" \
+        in capsys.readouterr().out.splitlines()
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(json.dumps({"miou0": 0.5}))  # written before evaluate recorded its TTA
+    assert run(parser().parse_args(args + ["-o", str(tmp_path / "untold")])) == 0
+    assert f"test-time augmentation: none ({metrics} records no TTA settings for this model, so none by default)" \
+        in capsys.readouterr().out.splitlines()
+    predict_files(collect_images([tmp_path / "in"]), weights, tmp_path / "plain", overlays=False,
+                  precision="fp32", progress=False)
+    plain = np.array(Image.open(tmp_path / "plain" / "a.png"))
+    for name in ("missing", "untold"):
+        assert np.array_equal(np.array(Image.open(tmp_path / name / "a.png")), plain)
+    metrics.write_text(json.dumps({"tta": {"flip": "yes"}}))
+    with pytest.raises(UserError, match="'tta' = .*expected"):
+        run(parser().parse_args(args + ["-o", str(tmp_path / "bad")]))
+
+
 def peak_rss_mb(weights, folder: Path, out: Path) -> float:
     code = ("import sys; from pathlib import Path; from hseg.predict import collect_images, parser, predict_files, run;"
             f"predict_files(collect_images([Path({str(folder)!r})]), Path({str(weights)!r}), Path({str(out)!r}),"
@@ -141,6 +200,7 @@ def peak_rss_mb(weights, folder: Path, out: Path) -> float:
     return int(done.stdout.split()[-1]) / 1024
 
 
+@pytest.mark.slow
 def test_peak_memory_is_flat_in_the_number_of_photos(weights, tmp_path):
     """4 vs 40 photos of 2400x1800: holding every decoded photo (the old behaviour) would add
     about 13 MB per photo for the pixels alone, 470 MB for the 36 extra photos; streaming adds

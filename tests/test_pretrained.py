@@ -66,6 +66,7 @@ def test_missing_weights_say_which_files_and_how_to_get_them(tmp_path, monkeypat
     assert "snapshot_download('smp-hub/resnet50.imagenet'" in text and "weights 'scratch'" in text
 
 
+@pytest.mark.slow
 def test_train_stage_without_cache_or_network_fails_in_seconds(tmp_path):
     """The real stage, no HF_HUB_OFFLINE: the hub is tried, fails (no network), one clear line."""
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "empty"), "PYTHONPATH": str(ROOT)}

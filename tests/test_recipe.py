@@ -14,8 +14,16 @@ from segmentation_models_pytorch.losses import FocalLoss, LovaszLoss
 from hseg.augment import augment_batch, draw_augment
 from hseg.errors import UserError
 from hseg.losses import SegLoss, class_weights, focal_loss, lovasz_softmax, make_loss
-from hseg.params import (Augment, deep_merge, epoch_side, evaluate_settings, load_params, prepare_settings,
-                         study_variants, train_config)
+from hseg.params import (
+    Augment,
+    deep_merge,
+    epoch_side,
+    evaluate_settings,
+    load_params,
+    prepare_settings,
+    study_variants,
+    train_config,
+)
 from hseg.train import LrFactor, check_batching
 from hseg.tree import IGNORE
 from tests.synthetic import CLASSES
@@ -47,7 +55,8 @@ def test_readme_original_recipe_command_sets_exactly_the_study_values(params, tm
     params = apply_overrides(params, readme_command("original"), tmp_path)
     cfg = train_config(params, VARIANT)
     assert prepare_settings(params).size == 256
-    assert (cfg.epochs, cfg.batch_size, cfg.crop, cfg.optimizer, cfg.lr, cfg.weight_decay) == (20, 16, 0, "adam", 1e-3, 0)
+    assert ((cfg.epochs, cfg.batch_size, cfg.crop, cfg.optimizer, cfg.lr, cfg.weight_decay)
+            == (20, 16, 0, "adam", 1e-3, 0))
     assert (cfg.schedule, cfg.warmup_epochs, cfg.t0, cfg.eta_min) == ("cosine_restarts", 0, 10, 1e-6)
     assert cfg.loss == "flat" and cfg.class_weights == "none" and cfg.level_weight == 0
     assert {k: w for k, w in cfg.loss_weights.items() if w} == {"ce": 1.0}
@@ -332,7 +341,8 @@ def test_class_weights_reach_the_cross_entropy(tree):
 
 # The study's coarser levels, written out by class name (independent of hseg.tree's level tables).
 COARSE_GROUPS = [{"bg": ["bg"], "body": ["head", "torso", "up_hand", "low_hand", "up_leg", "low_leg"]},
-                 {"bg": ["bg"], "upper_body": ["head", "torso", "up_hand", "low_hand"], "lower_body": ["up_leg", "low_leg"]}]
+                 {"bg": ["bg"], "upper_body": ["head", "torso", "up_hand", "low_hand"],
+                  "lower_body": ["up_leg", "low_leg"]}]
 
 
 def _marginals(logits: np.ndarray, groups: dict) -> np.ndarray:
@@ -382,7 +392,8 @@ def test_tree_mode_applies_the_terms_per_level(tree):
     torch.manual_seed(4)
     outputs, labels = torch.randn(2, 12, 4, 4), torch.randint(0, 7, (2, 4, 4))
     labels[0, 0] = IGNORE
-    loss = make_loss(tree, "tree", {"ce": 1.0, "dice": 1.0, "lovasz": 1.0, "focal": 1.0}, tree_weight=0.5)(outputs, labels)
+    loss_fn = make_loss(tree, "tree", {"ce": 1.0, "dice": 1.0, "lovasz": 1.0, "focal": 1.0}, tree_weight=0.5)
+    loss = loss_fn(outputs, labels)
     targets = level_targets(labels, tree)
     expected = sum(F.cross_entropy(g, t, ignore_index=IGNORE) + SegLoss({"dice": 1.0})(g, t)
                    + LovaszLoss("multiclass", ignore_index=IGNORE)(g, t)

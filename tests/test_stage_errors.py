@@ -54,6 +54,7 @@ def test_prepare_with_a_broken_image_writes_nothing(project):
     assert not (project.path / "data" / "prepared").exists()
 
 
+@pytest.mark.slow
 def test_prepare_keeps_the_previous_cache_when_the_new_one_fails(project):
     assert run_stage(project.path, "stages.prepare").returncode == 0
     cache = project.path / "data" / "prepared" / "val.pt"
@@ -76,9 +77,11 @@ def test_prepare_rejects_bad_params_before_decoding(project, edits, fragments):
     assert "img/s" not in proc.stderr  # no decoding progress: it failed before any work
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, edits, fragments", [
     (["stages.train", "unet-resnet34-scratch"], {"train__lr": -0.1}, ["train.lr = -0.1"]),
-    (["stages.train", "unet-resnet19-scratch"], {}, ["encoder = 'resnet19'", "not provided by segmentation-models-pytorch"]),
+    (["stages.train", "unet-resnet19-scratch"], {},
+     ["encoder = 'resnet19'", "not provided by segmentation-models-pytorch"]),
     (["stages.train", "unet-resnet34-scratch"], {}, ["data/prepared/train.pt not found", "dvc repro prepare"]),
     (["stages.evaluate", "unet-resnet34-scratch"], {"evaluate__precision": "fp8"}, ["evaluate.precision = 'fp8'"]),
 ])
@@ -87,6 +90,7 @@ def test_train_and_evaluate_reject_bad_input(project, args, edits, fragments):
     assert_clean_failure(run_stage(project.path, *args), *fragments)
 
 
+@pytest.mark.slow
 def test_debug_flag_shows_the_traceback(project):
     project.write(train__epochs=0)
     proc = run_stage(project.path, "stages.train", "unet-resnet34-scratch", "--debug")

@@ -59,6 +59,7 @@ def stage(work, *args, env_extra=None, **kw):
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
+@pytest.mark.slow
 def test_same_params_give_identical_weights_and_metrics(workdir, tree, tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -70,6 +71,7 @@ def test_same_params_give_identical_weights_and_metrics(workdir, tree, tmp_path)
     assert not (tmp_path / "a" / "resume.pt").exists()  # removed once training finished
 
 
+@pytest.mark.slow
 def test_killed_train_stage_resumes_to_the_same_weights(workdir):
     weights = workdir / "models" / f"{VARIANT}.pt"
     resume = workdir / "models" / ".resume" / f"{VARIANT}.pt"
@@ -105,14 +107,20 @@ def test_diverging_loss_stops_with_epoch_and_batch_and_writes_no_model(workdir, 
     assert not (tmp_path / "w.pt").exists()
 
 
+@pytest.mark.slow
 def test_predict_pngs_score_like_evaluate(workdir, tree, tmp_path):
     weights = workdir / "models" / f"{VARIANT}.pt"
     if not weights.exists():
         assert stage(workdir, "stages.train", VARIANT, "--no-progress").wait(timeout=300) == 0
-    ev = stage(workdir, "stages.evaluate", VARIANT, "--no-progress")
+    # scored with flip and multi-scale TTA, which predict must then apply by default, read from the metrics file
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["evaluate"].update(flip_tta=True, tta_sides=[96])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    ev = stage(workdir, "stages.evaluate", VARIANT, "--no-progress", "--params", str(tmp_path / "params.yaml"))
     assert ev.wait(timeout=300) == 0, ev.stderr.read()
     metrics = json.loads((workdir / "metrics" / f"{VARIANT}.json").read_text())
     assert metrics["consistency"] == 1.0
+    assert metrics["tta"] == {"flip": True, "sides": [96]}
 
     root = workdir / "data" / "pascal-part"
     val_ids = read_ids(root / "val_id.txt")
@@ -120,8 +128,9 @@ def test_predict_pngs_score_like_evaluate(workdir, tree, tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"")
     pred = stage(workdir, "hseg", "predict", "--variant", VARIANT, "--no-progress", "-o", str(tmp_path / "out"),
                  *map(str, images), str(tmp_path / "broken.jpg"))
-    _, err = pred.communicate(timeout=300)
+    out, err = pred.communicate(timeout=300)
     assert pred.returncode == 1 and "broken.jpg" in err  # unreadable file skipped, reported at the end
+    assert "test-time augmentation: flip + sides 96 px (as the evaluate stage scored this model" in out
     cm = np.zeros((7, 7), dtype=np.int64)
     for i in val_ids:
         leaf = np.array(Image.open(tmp_path / "out" / f"{i}.png"))
@@ -134,6 +143,7 @@ def test_predict_pngs_score_like_evaluate(workdir, tree, tmp_path):
         assert scored[f"miou{k}"] == pytest.approx(metrics[f"miou{k}"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_match_one_with_the_same_global_batch(workdir):
     """torchrun with 2 gloo processes (launched by the stage itself) vs one process with the same
     global batch of 8, fp32, 1 epoch. On CPU each process normalises BatchNorm over its own 4 images
@@ -167,9 +177,8 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(workdir):
 def test_tree_mode_checkpoint_evaluates_and_predicts(workdir, tree, tmp_path):
     """A tree-mode model (12 outputs) goes through evaluate and predict; path inference keeps
     every pixel consistent with the tree."""
-    from hseg.evaluate import evaluate_model, evaluate_weights
+    from hseg.evaluate import evaluate_model
     from hseg.models import load_checkpoint
-    from hseg.params import evaluate_settings
     from hseg.predict import collect_images, predict_files
 
     train_once(workdir, tree, tmp_path, epochs=1, loss="tree")
@@ -209,6 +218,7 @@ def test_resume_checkpoint_needs_the_same_params_data_content_and_code(workdir, 
     images but one changed pixel, other params, or edited library code start over."""
     import dataclasses
     import shutil
+
     from hseg import train as train_module
     from hseg.train import Checkpoint, LrFactor, _build, fingerprint, make_optimizer
 
@@ -255,7 +265,8 @@ def test_progressive_resizing_trains_the_first_epochs_at_the_smaller_side(workdi
 
 
 def test_progressive_side_not_below_the_cache_size_is_refused_before_training(workdir, tree, tmp_path):
-    with pytest.raises(UserError, match=r"train.progressive side 64 is not below the full training side, the cached 64 px"):
+    with pytest.raises(UserError,
+                       match=r"train.progressive side 64 is not below the full training side, the cached 64 px"):
         train_once(workdir, tree, tmp_path, epochs=2, crop=0, progressive=[[1, 64]])  # whole 64 px images
     assert not (tmp_path / "w.pt").exists()
 
@@ -293,6 +304,7 @@ def trained_model_and_val(workdir):
     return weights, model, meta, load(workdir, "val")
 
 
+@pytest.mark.slow
 def test_evaluate_flip_tta_scores_the_mirror_averaged_logits(workdir, tree):
     from hseg.evaluate import evaluate_model, evaluate_weights
     from hseg.params import evaluate_settings
@@ -328,6 +340,7 @@ class _ScaleAveraged(torch.nn.Module):
         return torch.stack(maps).mean(0)
 
 
+@pytest.mark.slow
 def test_evaluate_tta_sides_scores_the_scale_averaged_logits(workdir, tree):
     from hseg.evaluate import evaluate_model, evaluate_weights
     from hseg.params import evaluate_settings
