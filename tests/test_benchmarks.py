@@ -118,12 +118,12 @@ def untrained_model_and_val_cache(tmp_path, params, tree, dataset, side: int):
     from hseg.models import build_model
     from hseg.params import train_config
     from hseg.prepare import build_cache, save_cache
-    from hseg.train import _save_weights
+    from hseg.train import save_weights
     cache = build_cache(dataset, read_ids(dataset / "val_id.txt"), 7, side, keep_full_masks=True, workers=1)
     save_cache({**cache, "leaf_names": CLASSES}, tmp_path / "val.pt")
     torch.manual_seed(0)
     net = build_model("unet", "resnet34", "scratch", len(CLASSES)).eval()
-    _save_weights(tmp_path / "w.pt", net, train_config(params, "unet-resnet34-scratch"), tree, side)
+    save_weights(tmp_path / "w.pt", net, train_config(params, "unet-resnet34-scratch"), tree, side)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return net
 

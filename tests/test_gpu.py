@@ -12,7 +12,7 @@ from hseg.evaluate import evaluate_model
 from hseg.models import load_checkpoint
 from hseg.params import train_config
 from hseg.tracking import read_history
-from hseg.train import _on_device, train_variant
+from hseg.train import to_training_device, train_variant
 from tests.synthetic import prepared_workdir
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -33,7 +33,7 @@ def caches(work):
 
 def test_caches_live_on_the_gpu_and_training_runs_there(work, tree):
     train, val = caches(work)
-    images, masks = _on_device(train, torch.device("cuda"))
+    images, masks = to_training_device(train, torch.device("cuda"))
     assert images.is_cuda and masks.is_cuda
     cfg = train_config(yaml.safe_load((work / "params.yaml").read_text()), VARIANT)
     last = train_variant(cfg, tree, train, val, weights_out=work / "w.pt", live_dir=work / "live",

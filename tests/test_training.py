@@ -210,12 +210,12 @@ def test_resume_checkpoint_needs_the_same_params_data_content_and_code(workdir, 
     import dataclasses
     import shutil
     from hseg import train as train_module
-    from hseg.train import Checkpoint, LrFactor, _build, fingerprint, make_optimizer
+    from hseg.train import Checkpoint, LrFactor, build_training_model, fingerprint, make_optimizer
 
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     cfg = train_config(params, VARIANT)
     cache = load(workdir, "train")
-    net, _ = _build(cfg, tree, torch.device("cpu"), 1)
+    net, _ = build_training_model(cfg, tree, torch.device("cpu"), 1)
 
     def parts():
         opt = make_optimizer(cfg, net)
