@@ -530,3 +530,20 @@ def test_training_without_dvclive_writes_the_same_weights_and_says_so_once(workd
         assert all(torch.equal(reference[k], weights[k]) for k in reference)
         assert not (tmp_path / run / "live").exists() or not any((tmp_path / run / "live").iterdir())
     assert capfd.readouterr().err.count("dvclive is not installed: per-epoch metrics are not logged") == 1
+
+
+def test_compile_uses_static_shapes_on_a_gpu_only(workdir, tree, monkeypatch):
+    """dynamic=False: progressive resizing then compiles one graph per side, instead of a dynamic-shape
+    graph (recompiled at the second side) that also serves the full-size epochs."""
+    import hseg.train
+    from hseg.train import build_training_model
+    calls = []
+    monkeypatch.setattr(hseg.train, "prepare_model", lambda net, device: net)  # no GPU to move it to
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: calls.append(kw) or model)
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["train"].update(compile=True)
+    cfg = train_config(params, VARIANT)
+    build_training_model(cfg, tree, torch.device("cpu"), 1)
+    assert calls == []  # CUDA only
+    build_training_model(cfg, tree, torch.device("cuda", 0), 1)
+    assert calls == [{"dynamic": False}]
