@@ -2,7 +2,6 @@
 
 Cheapest first: the slow ones (torchrun, torch.compile) come last, so a check cut short by its
 time limit has still run the rest."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -25,7 +24,11 @@ from tests.synthetic import prepared_workdir
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 ROOT = Path(__file__).resolve().parent.parent
 VARIANT = "deeplabv3plus-resnet34-scratch"
-HAS_DVCLIVE = importlib.util.find_spec("dvclive") is not None
+try:
+    import dvclive  # noqa: F401 - optional: without it training logs no per-epoch metrics
+    HAS_DVCLIVE = True
+except ImportError:
+    HAS_DVCLIVE = False
 
 
 @pytest.fixture(scope="module")
