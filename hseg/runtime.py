@@ -13,10 +13,15 @@ from .models import normalize
 from .tree import ClassTree
 
 
+def wants_cuda(requested: str = "auto") -> bool:
+    """Whether a device setting (auto | cpu | cuda) means a GPU on this machine."""
+    return requested == "cuda" or (requested == "auto" and torch.cuda.is_available())
+
+
 def pick_device(requested: str = "auto") -> torch.device:
     """The device to run on, a GPU with its index (``cuda:0``, not ``cuda``): tensors on a GPU always
     report one, and a device compared with theirs must name the same place the same way."""
-    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+    if wants_cuda(requested):
         return torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0)
     return torch.device("cpu")
 

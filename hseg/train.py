@@ -27,7 +27,8 @@ from .losses import make_loss
 from .metrics import confusion_matrix, hierarchical_scores
 from .models import build_model
 from .params import TrainConfig, epoch_side
-from .runtime import autocast, model_input, pick_device, predict_logits, prepare_model, resolve_precision, upload
+from .runtime import (autocast, model_input, pick_device, predict_logits, prepare_model, resolve_precision, upload,
+                      wants_cuda)
 from .tracking import EpochLog
 from .versions import environment
 from .tree import ClassTree
@@ -67,7 +68,7 @@ def check_batching(cfg: TrainConfig, world: int, n: int) -> int:
 def check_processes(cfg: TrainConfig) -> None:
     """Refuse train.processes above the number of GPUs before any work: torchrun would start them all,
     and each process past the last GPU dies in torch.cuda.set_device ("invalid device ordinal")."""
-    if pick_device(cfg.device).type != "cuda":
+    if not wants_cuda(cfg.device):
         return  # CPU processes (gloo) are limited by memory only
     gpus = torch.cuda.device_count()
     if cfg.processes > gpus:
@@ -211,16 +212,15 @@ def train_epoch(learner: Learner, scheduler, images, masks, cfg: TrainConfig, st
 def _distributed(device_request: str):
     """(rank, world size, device). Under torchrun (even with one process) the process group is
     set up and training uses DistributedDataParallel; otherwise (0, 1, device)."""
-    device = pick_device(device_request)
     if "LOCAL_RANK" not in os.environ:  # not launched by torchrun
-        return 0, 1, device
-    if device.type == "cuda":
+        return 0, 1, pick_device(device_request)
+    if wants_cuda(device_request):  # each process its own GPU, chosen before any CUDA work
         local = int(os.environ["LOCAL_RANK"])
         if local >= torch.cuda.device_count():
             raise UserError(f"torchrun process {local} has no GPU of its own: this machine has "
                             f"{torch.cuda.device_count()} GPU(s); start at most that many processes (train.processes)")
         torch.cuda.set_device(local)
-        device = torch.device("cuda", local)
+    device = pick_device(device_request)  # cuda:LOCAL_RANK after set_device
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size(), device
