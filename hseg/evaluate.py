@@ -8,7 +8,7 @@ from .hierarchy import class_argmax, independent_consistency, tree_consistency
 from .metrics import confusion_matrix, hierarchical_scores
 from .prepare import full_mask
 from .models import load_checkpoint
-from .runtime import pick_device, predict_batches, prepare_model
+from .runtime import pick_device, predict_batches, prepare_model, upload
 from .tree import ClassTree
 
 
@@ -21,13 +21,13 @@ def evaluate_model(model, mode: str, val_cache: dict, tree: ClassTree, device, p
     original size before the argmax; one confusion matrix is accumulated over
     the whole set. ``details`` holds that matrix, the per-image matrices (for
     worst-case views) and the predictions at the cache size (for figures).
+    The per-image matrices are counted on the device and copied back once.
     """
     n_cls = tree.num_leaves
     n = len(val_cache["ids"])
-    per_image = torch.zeros(n, n_cls, n_cls, dtype=torch.int64)
+    per_image = torch.zeros(n, n_cls, n_cls, dtype=torch.int64, device=device)
     preds_small = torch.empty_like(val_cache["masks"])
-    consistent = [0, 0]  # pixels whose level predictions agree with the tree, pixels
-    levelwise = [0, 0]    # the same for independent per-level argmax (tree mode only)
+    levelwise = [0, 0]    # pixels whose independent per-level argmax nests as the tree says, pixels (tree mode)
     batches = predict_batches(model, mode, tree, val_cache["images"], val_cache["sizes"].tolist(), device,
                               precision, batch_size, progress, "evaluate", flip_tta, tta_sides)
     for lo, outputs, scores, full_preds in batches:
@@ -35,16 +35,25 @@ def evaluate_model(model, mode: str, val_cache: dict, tree: ClassTree, device, p
         if mode == "tree":
             levelwise = [a + b for a, b in zip(levelwise, independent_consistency(outputs, tree))]
         for k, pred in enumerate(full_preds, start=lo):
-            per_image[k] = confusion_matrix(full_mask(val_cache, k), pred, n_cls)
-            consistent = [a + b for a, b in zip(consistent, tree_consistency(pred, tree))]
+            per_image[k] = confusion_matrix(upload(full_mask(val_cache, k), device), pred, n_cls)
+    per_image = per_image.cpu()
     cm = per_image.sum(0).numpy()
     details = {"confusion": cm, "per_image_confusion": per_image.numpy(), "pred": preds_small.numpy(),
                "ids": list(val_cache["ids"])}
     scores = hierarchical_scores(cm, tree)
-    scores["consistency"] = consistent[0] / consistent[1]
+    scores["consistency"] = leaf_consistency(cm, tree)
     if mode == "tree":
         scores["consistency_levelwise_argmax"] = levelwise[0] / levelwise[1]
     return scores, details
+
+
+def leaf_consistency(cm, tree: ClassTree) -> float:
+    """The share of pixels whose level-0..K predictions, read off the predicted leaf, nest as the tree
+    says (hierarchy.tree_consistency): a property of each leaf, so it is counted from the matrix's
+    columns (pixels predicted as each leaf) instead of from every full-size map."""
+    nests = [tree_consistency(torch.tensor([leaf]), tree)[0] for leaf in range(tree.num_leaves)]
+    predicted = cm.sum(0)
+    return int((predicted * nests).sum()) / int(predicted.sum())
 
 
 def evaluate_weights(weights, val_cache: dict, tree: ClassTree, settings: dict, progress: bool = True):

@@ -89,8 +89,9 @@ class SegLoss:
         self.terms = [(w, self._ce if name == "ce" else region[name]) for name, w in weights.items() if w]
 
     def _ce(self, logits, labels):
-        weight = None if self.ce_weight is None else self.ce_weight.to(logits.device)
-        return F.cross_entropy(logits, labels, weight=weight, ignore_index=IGNORE)
+        if self.ce_weight is not None and self.ce_weight.device != logits.device:
+            self.ce_weight = self.ce_weight.to(logits.device)  # once, not a blocking copy per batch
+        return F.cross_entropy(logits, labels, weight=self.ce_weight, ignore_index=IGNORE)
 
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         logits, labels = logits.float(), labels.long()

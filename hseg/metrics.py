@@ -18,9 +18,13 @@ from .tree import ClassTree
 
 
 def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``cm[t, p]`` counts of pixels with truth t predicted as p (int64, vectorised)."""
+    """``cm[t, p]`` counts of pixels with truth t predicted as p (int64, vectorised, on the inputs'
+    device). Counted with index_add_ rather than bincount, whose output size depends on the data:
+    on a GPU bincount reads the largest index back to the host, a blocking copy per call."""
     idx = target.reshape(-1).long() * num_classes + pred.reshape(-1).long()
-    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    counts = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=idx.device)
+    return counts.index_add_(0, idx, torch.ones(1, dtype=torch.int64, device=idx.device).expand(len(idx))
+                             ).reshape(num_classes, num_classes)
 
 
 def collapse(cm: np.ndarray, leaf_to_level: np.ndarray, num_level_classes: int) -> np.ndarray:

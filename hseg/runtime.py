@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -12,10 +13,31 @@ from .models import normalize
 from .tree import ClassTree
 
 
+def wants_cuda(requested: str = "auto") -> bool:
+    """Whether a device setting (auto | cpu | cuda) means a GPU on this machine."""
+    return requested == "cuda" or (requested == "auto" and torch.cuda.is_available())
+
+
 def pick_device(requested: str = "auto") -> torch.device:
-    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
+    """The device to run on, a GPU with its index (``cuda:0``, not ``cuda``): tensors on a GPU always
+    report one, and a device compared with theirs must name the same place the same way."""
+    if wants_cuda(requested):
+        return torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0)
     return torch.device("cpu")
+
+
+def host_to_device(source: torch.device, target: torch.device) -> bool:
+    """Whether a tensor on ``source`` is copied from host memory to a GPU for ``target``: decided by
+    device type, so a tensor already on ``cuda:0`` is never treated as a host tensor for ``cuda``."""
+    return source.type == "cpu" and target.type == "cuda"
+
+
+def upload(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device``; a host tensor goes to a GPU through pinned memory without blocking the
+    host (the copy is ordered on the current stream before any kernel that reads it)."""
+    if host_to_device(tensor.device, device):
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -39,8 +61,14 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def autocast(device: torch.device, precision: str):
-    """bf16/fp16 autocast (AVX512-BF16/AMX on CPU, tensor cores on GPU) or a no-op for fp32."""
+    """bf16/fp16 autocast (AVX512-BF16/AMX on CPU, tensor cores on GPU) or a no-op for fp32.
+
+    On a GPU it also sets cuDNN's TF32 mode for the process: off for fp32, so that fp32 means fp32
+    there as on a CPU (cuDNN's default runs float32 convolutions in TF32, a 10-bit mantissa), and
+    the default (on) otherwise. Process-wide, because the backward pass runs outside this context."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolve_precision(precision, device))
+    if device.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = dtype is not None
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
@@ -60,9 +88,7 @@ def model_input(images: torch.Tensor) -> torch.Tensor:
 
 def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A host or device uint8 batch -> model input on the device (host batches go through pinned memory)."""
-    if images.device != device and device.type == "cuda":
-        images = images.pin_memory().to(device, non_blocking=True)
-    return model_input(images.to(device))
+    return model_input(upload(images, device))
 
 
 @torch.no_grad()
@@ -89,9 +115,12 @@ def predict_logits(model, images_uint8: torch.Tensor, device, precision: str, fl
     return total / views
 
 
+@functools.lru_cache(maxsize=256)
 def _bilinear_taps(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(index0, index1, weight1) of each output position, as F.interpolate(bilinear,
-    align_corners=False) computes them (float32 source coordinates, clamped at 0)."""
+    align_corners=False) computes them (float32 source coordinates, clamped at 0). Cached per
+    (sizes, device): the val set has few distinct sizes, and each fresh set costs a GPU three
+    small blocking copies. Read-only."""
     scale = torch.tensor(n_in / n_out, dtype=torch.float32)
     src = ((torch.arange(n_out, dtype=torch.float32) + 0.5) * scale - 0.5).clamp(min=0)
     i0 = src.long()
@@ -102,12 +131,15 @@ def _bilinear_taps(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.T
 def upsample_argmax(scores: torch.Tensor, size: tuple[int, int], tile_rows: int = 256) -> torch.Tensor:
     """argmax over classes of ``scores`` (C,h,w) bilinearly upsampled to ``size`` = (H, W), as
     ``F.interpolate(..., align_corners=False).argmax(0)`` but in tiles of output rows, so a
-    12-megapixel photo never holds its C full-size float score maps (7 x 48 MB) at once."""
+    12-megapixel photo never holds its C full-size float score maps (7 x 48 MB) at once.
+    uint8 class indices (C <= 256), an eighth of the bytes of int64 to copy off a GPU."""
     (c, h, w), (out_h, out_w) = scores.shape, size
+    if c > 256:
+        raise ValueError(f"upsample_argmax returns uint8 class indices: {c} classes are too many")
     x0, x1, wx = _bilinear_taps(w, out_w, scores.device)
     across = scores[:, :, x0] * (1 - wx) + scores[:, :, x1] * wx        # (C, h, W): rows resized first
     y0, y1, wy = _bilinear_taps(h, out_h, scores.device)
-    out = torch.empty(out_h, out_w, dtype=torch.long, device=scores.device)
+    out = torch.empty(out_h, out_w, dtype=torch.uint8, device=scores.device)
     for lo in range(0, out_h, tile_rows):
         sl = slice(lo, lo + tile_rows)
         a, b, t = across[:, y0[sl]], across[:, y1[sl]], wy[sl].view(1, -1, 1)
@@ -118,15 +150,16 @@ def upsample_argmax(scores: torch.Tensor, size: tuple[int, int], tile_rows: int 
 def predict_batches(model, mode: str, tree: ClassTree, images_small: torch.Tensor, sizes: list, device,
                     precision: str, batch_size: int, progress: bool = True, desc: str = "predict",
                     flip_tta: bool = False, tta_sides: tuple[int, ...] = ()):
-    """Yield (start index, raw outputs, leaf scores at cache size, [leaf map at original size]).
+    """Yield (start index, raw outputs, leaf scores at cache size, [uint8 leaf map at original size]),
+    all on ``device``.
 
-    Leaf scores are upsampled bilinearly to each image's (H, W) before the
-    argmax. Shared by evaluate and predict so both give identical maps. ``flip_tta`` and
-    ``tta_sides``: test-time augmentation, see predict_logits."""
+    Leaf scores are upsampled bilinearly to each image's (H, W) before the argmax (upsample_argmax,
+    which predict uses too, so both give identical maps). ``flip_tta`` and ``tta_sides``:
+    test-time augmentation, see predict_logits."""
     n = len(images_small)
     for lo in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=not progress):
         outputs = predict_logits(model, images_small[lo:lo + batch_size], device, precision, flip_tta,
                                  tta_sides)
         scores = leaf_scores(outputs, tree, mode)
-        full = [upsample_argmax(scores[j], tuple(sizes[lo + j])).cpu() for j in range(len(scores))]
+        full = [upsample_argmax(scores[j], tuple(sizes[lo + j])) for j in range(len(scores))]
         yield lo, outputs, scores, full

@@ -7,6 +7,7 @@ is the epoch number (1, 2, ...); validation metrics appear on validated epochs o
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -45,9 +46,37 @@ class EpochLog:
         self.live.make_summary()
 
 
+class _NoLive:
+    """Stands in for dvclive's Live where dvclive is not installed: logs nothing."""
+    step = 0
+
+    def log_metric(self, name, value) -> None:
+        pass
+
+    def next_step(self) -> None:
+        pass
+
+    def make_summary(self) -> None:
+        pass
+
+
+_said_no_dvclive = False
+
+
 def _live(directory: Path):
-    """A dvclive logger for a pipeline stage: no experiment of its own, no dvc.yaml, no report."""
-    from dvclive import Live
+    """A dvclive logger for a pipeline stage: no experiment of its own, no dvc.yaml, no report.
+
+    Without dvclive (a GPU machine with only torch and smp, say) training still runs and writes its
+    weights; the per-epoch metrics are not logged, which is said once per process."""
+    global _said_no_dvclive
+    try:
+        from dvclive import Live
+    except ImportError:
+        if not _said_no_dvclive:
+            print(f"dvclive is not installed: per-epoch metrics are not logged ({directory} stays empty); "
+                  f"training and its weights are unaffected", file=sys.stderr)
+            _said_no_dvclive = True
+        return _NoLive()
 
     class StageLive(Live):
         def _init_dvc(self):

@@ -27,7 +27,8 @@ from .losses import make_loss
 from .metrics import confusion_matrix, hierarchical_scores
 from .models import build_model
 from .params import TrainConfig, epoch_side
-from .runtime import autocast, model_input, pick_device, predict_logits, prepare_model, resolve_precision
+from .runtime import (autocast, model_input, pick_device, predict_logits, prepare_model, resolve_precision, upload,
+                      wants_cuda)
 from .tracking import EpochLog
 from .versions import environment, machine
 from .tree import ClassTree
@@ -62,6 +63,18 @@ def check_batching(cfg: TrainConfig, world: int, n: int) -> int:
     if cfg.batch_size > n:
         raise UserError(f"train.batch_size = {cfg.batch_size} is larger than the {n} training images")
     return n // cfg.batch_size
+
+
+def check_processes(cfg: TrainConfig) -> None:
+    """Refuse train.processes above the number of GPUs before any work: torchrun would start them all,
+    and each process past the last GPU dies in torch.cuda.set_device ("invalid device ordinal")."""
+    if not wants_cuda(cfg.device):
+        return  # CPU processes (gloo) are limited by memory only
+    gpus = torch.cuda.device_count()
+    if cfg.processes > gpus:
+        raise UserError(f"train.processes = {cfg.processes} needs one GPU per process, but this machine has {gpus} "
+                        f"GPU(s) (train.device = {cfg.device}): use train.processes <= {max(gpus, 1)}"
+                        + ("" if gpus else " with train.device cpu"))
 
 
 class LrFactor:
@@ -130,22 +143,30 @@ class Learner:
 def train_step(learner: Learner, images: torch.Tensor, masks: torch.Tensor, idx: torch.Tensor,
                cfg: TrainConfig, side: int = 0) -> float:
     """One optimisation step on the global batch ``images[idx]`` (rendered at ``side`` px under
-    progressive resizing; 0 = the full side); returns the global mean loss.
+    progressive resizing; 0 = the full side); returns the global mean loss. A loss that is not
+    finite on any process makes that mean non-finite on every process, and then none updates.
 
     The augmentation of the whole global batch is drawn on every process (the same random
-    numbers everywhere), but each process reads and augments only its own rows, so N
-    processes compute the same update as one process with the same global batch. With
+    numbers everywhere), but each process reads and augments only its own rows. With
     ``cfg.accumulate`` = A, each process's rows are split further into A micro-batches whose
-    gradients are summed, so 1 process x A micro-batches sees exactly the BatchNorm batches
-    that A processes see. DDP all-reduces gradients once, on the last micro-batch."""
+    gradients are summed; DDP all-reduces gradients once, on the last micro-batch. Each
+    micro-batch is normalised by BatchNorm and scored by the loss on its own (Dice, for one, is
+    aggregated per micro-batch), so with gloo on CPU N processes x A micro-batches compute the
+    same update as 1 process x N*A micro-batches, up to float rounding, for a network without
+    dropout (UNet): the same micro-batches, their gradients averaged alike. Not equal: DeepLabV3+'s
+    dropout, drawn per process from its own seed (seed_process), and on CUDA, where SyncBatchNorm
+    normalises each of the N processes' micro-batches over all N of them together."""
     model, optimizer, scaler, device, rank, world = (learner.model, learner.optimizer, learner.scaler,
                                                      learner.device, learner.rank, learner.world)
     draws = draw_augment(len(idx), cfg.augment, learner.gen, cfg.crop, images.shape[-1], side)
+    # the step's indices and random numbers go to the device once (pinned, non-blocking), not per micro-batch
+    draws = {k: upload(v, device) if isinstance(v, torch.Tensor) else v for k, v in draws.items()}
+    idx = upload(idx, device)
     stride = world * cfg.accumulate
     optimizer.zero_grad(set_to_none=True)
     total = torch.zeros((), device=device)
     for j in range(cfg.accumulate):
-        rows = torch.arange(rank + j * world, len(idx), stride)
+        rows = torch.arange(rank + j * world, len(idx), stride, device=device)
         pick = idx[rows].to(images.device)
         x = images[pick].to(device, non_blocking=True)
         y = masks[pick].to(device, non_blocking=True)
@@ -155,17 +176,18 @@ def train_step(learner: Learner, images: torch.Tensor, masks: torch.Tensor, idx:
         with sync:
             with autocast(device, cfg.precision):
                 loss = learner.loss_fn(model(x), y) / cfg.accumulate
-            if not torch.isfinite(loss):
-                return float("nan") if torch.isnan(loss) else loss.item()  # stop before any update
             scaler.scale(loss).backward()
         total += loss.detach()
     if dist.is_initialized():
+        # every process reaches this all-reduce, also after a non-finite loss (an early return on one
+        # process would leave the others waiting here); a NaN or inf anywhere makes the sum non-finite
         dist.all_reduce(total)
         total /= world
-    if torch.isfinite(total):
+    loss = total.item()  # the step's one read from the device: the finiteness check every process shares
+    if math.isfinite(loss):
         scaler.step(optimizer)
         scaler.update()
-    return total.item()
+    return loss
 
 
 def train_epoch(learner: Learner, scheduler, images, masks, cfg: TrainConfig, steps: int, bar, epoch: int) -> dict:
@@ -190,49 +212,96 @@ def train_epoch(learner: Learner, scheduler, images, masks, cfg: TrainConfig, st
 def _distributed(device_request: str):
     """(rank, world size, device). Under torchrun (even with one process) the process group is
     set up and training uses DistributedDataParallel; otherwise (0, 1, device)."""
-    device = pick_device(device_request)
     if "LOCAL_RANK" not in os.environ:  # not launched by torchrun
-        return 0, 1, device
-    if device.type == "cuda":
+        return 0, 1, pick_device(device_request)
+    if wants_cuda(device_request):  # each process its own GPU, chosen before any CUDA work
         local = int(os.environ["LOCAL_RANK"])
+        if local >= torch.cuda.device_count():
+            raise UserError(f"torchrun process {local} has no GPU of its own: this machine has "
+                            f"{torch.cuda.device_count()} GPU(s); start at most that many processes (train.processes)")
         torch.cuda.set_device(local)
-        device = torch.device("cuda", local)
+    device = pick_device(device_request)  # cuda:LOCAL_RANK after set_device
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def _build(cfg: TrainConfig, tree: ClassTree, device, world: int):
-    """(the plain network, the module to train: DDP-wrapped and/or compiled)."""
+def _sync_batchnorm(device, world: int) -> bool:
+    """SyncBatchNorm: batch statistics over all processes' micro-batches; GPU-only in torch, and
+    pointless for one process."""
+    return dist.is_initialized() and device.type == "cuda" and world > 1
+
+
+def build_training_model(cfg: TrainConfig, tree: ClassTree, device, world: int):
+    """(the plain network, the module to train: DDP-wrapped and/or compiled). torch's global
+    generators are seeded with train.seed first, so every process starts from the same weights."""
     torch.manual_seed(cfg.seed)
     net = build_model(cfg.arch, cfg.encoder, cfg.weights, num_outputs(tree, cfg.loss), cfg.decoder_width)
     net = prepare_model(net, device)
     model = net
+    if _sync_batchnorm(device, world):
+        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
     if dist.is_initialized():
-        if device.type == "cuda":  # batch statistics over the global batch, as in one process (GPU-only in torch)
-            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile and device.type == "cuda":
-        model = torch.compile(model)
+    if cfg.compile and device.type == "cuda" and not _sync_batchnorm(device, world):
+        # static shapes: progressive resizing compiles one graph per side, instead of a dynamic-shape
+        # recompile that would then also serve the full-size epochs. SyncBatchNorm graph-breaks: not compiled
+        model = torch.compile(model, dynamic=False)
     return net, model
 
 
+def seed_process(seed: int, rank: int) -> None:
+    """Seed torch's global generators (CPU and GPU: dropout) for process ``rank``, after the model is
+    built. Process 0 keeps the stream that follows the initialisation, as a single process does;
+    every other process gets its own, so dropout does not draw the same masks on every process.
+    (The augmentation draws come from train_step's own generator, the same on every process.)"""
+    if rank:
+        torch.manual_seed(int(np.random.SeedSequence([seed, rank]).generate_state(1)[0]))
+
+
+def rng_state(device) -> dict:
+    """This process's global RNG state: the CPU generator's and that of its own GPU only."""
+    return {"cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def set_rng_state(state: dict, device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if state["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def gather_rng_states(device, world: int) -> list[dict]:
+    """Every process's rng_state, indexed by rank (a collective: every process calls it)."""
+    if world == 1:
+        return [rng_state(device)]
+    states = [None] * world
+    dist.all_gather_object(states, rng_state(device))
+    return states
+
+
 class Checkpoint:
-    """The resume file: everything needed to continue an interrupted run bit-identically."""
+    """The resume file: everything needed to continue an interrupted run bit-identically.
+
+    It holds each process's global RNG state (CPU and its own GPU), indexed by rank; a process
+    restores its own."""
 
     def __init__(self, path: Path, fingerprint: str):
         self.path, self.fingerprint = path, fingerprint
 
-    def save(self, epoch: int, net, optimizer, scheduler, scaler, gen, history) -> None:
+    def save(self, epoch: int, net, optimizer, scheduler, scaler, gen, history, rng_states: list | None = None) -> None:
+        """``rng_states``: gather_rng_states' list; by default this (single, CPU) process's state."""
         save_torch({"fingerprint": self.fingerprint, "epoch": epoch, "model": net.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(), "generator": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                    "rng": rng_states or [rng_state(torch.device("cpu"))],
                     "history": history}, self.path)
 
-    def restore(self, net, optimizer, scheduler, scaler, gen) -> tuple[int, list]:
-        """(epochs done, history) after loading a matching checkpoint; (0, []) if there is none."""
+    def restore(self, net, optimizer, scheduler, scaler, gen, rank: int = 0, device=torch.device("cpu")
+                ) -> tuple[int, list]:
+        """(epochs done, history) after loading a matching checkpoint; (0, []) if there is none.
+        Process ``rank`` restores the RNG state that process ``rank`` saved; where the checkpoint has
+        none for it (fewer processes wrote it), it keeps its own seeding (seed_process)."""
         if not self.path.is_file():
             return 0, []
         state = torch.load(self.path, map_location="cpu", weights_only=False)
@@ -243,13 +312,12 @@ class Checkpoint:
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if rank < len(state["rng"]):
+            set_rng_state(state["rng"][rank], device)
         return state["epoch"], state["history"]
 
 
-def _on_device(cache: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
+def to_training_device(cache: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
     """The cache's images and masks where training reads them: moved to a GPU once
     (a 256 px cache of both splits is under 1 GB), left in (mmapped) memory on CPU."""
     return cache["images"].to(device), cache["masks"].to(device)
@@ -262,6 +330,7 @@ def train_variant(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cach
 
     Under torchrun (WORLD_SIZE > 1) every process trains on its slice of each
     global batch with DistributedDataParallel; process 0 validates and writes."""
+    check_processes(cfg)
     rank, world, device = _distributed(cfg.device)
     try:
         return _train(cfg, tree, train_cache, val_cache, rank, world, device, weights_out=weights_out,
@@ -285,7 +354,8 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
             raise UserError(f"{cfg.variant}: train.progressive side {side} is not below the full training side, "
                             f"the cached {train_cache['size']} px images (prepare.size, as train.crop is 0): "
                             f"progressive sides must be smaller")
-    net, model = _build(cfg, tree, device, world)
+    net, model = build_training_model(cfg, tree, device, world)
+    seed_process(cfg.seed, rank)
     optimizer = make_optimizer(cfg, net)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LrFactor(cfg, steps))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
@@ -293,16 +363,18 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
                         cfg.tree_weight, cfg.tree_gamma, cfg.level_weight)
     gen = torch.Generator().manual_seed(cfg.seed)
     checkpoint = Checkpoint(resume_path, fingerprint(cfg, train_cache))
-    start_epoch, history = checkpoint.restore(net, optimizer, scheduler, scaler, gen)
+    start_epoch, history = checkpoint.restore(net, optimizer, scheduler, scaler, gen, rank, device)
     learner = Learner(model, optimizer, scaler, loss_fn, gen, device, rank, world)
     lead = rank == 0
     if lead and progress:
         print(f"{cfg.variant}: training on {device} with {world} process(es), precision {cfg.precision}")
+    if lead and cfg.compile and _sync_batchnorm(device, world):
+        print(f"{cfg.variant}: train.compile is not applied with SyncBatchNorm ({world} GPU processes)")
     if lead and start_epoch:
         print(f"resuming {cfg.variant} after epoch {start_epoch} from {resume_path}")
 
-    images, masks = _on_device(train_cache, device)
-    val = dict(val_cache, **dict(zip(("images", "masks"), _on_device(val_cache, device)))) if lead else None
+    images, masks = to_training_device(train_cache, device)
+    val = dict(val_cache, **dict(zip(("images", "masks"), to_training_device(val_cache, device)))) if lead else None
     log = EpochLog(live_dir, history) if lead else None
     bar = tqdm(total=cfg.epochs * steps, initial=start_epoch * steps, desc=cfg.variant, unit="batch",
                disable=not (progress and lead), dynamic_ncols=True)
@@ -321,21 +393,24 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
                                                                            for v in scores.values()))
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
+        rng_states = gather_rng_states(device, world)
         if lead:
             log.log(row)
-            checkpoint.save(epoch + 1, net, optimizer, scheduler, scaler, gen, history)
+            checkpoint.save(epoch + 1, net, optimizer, scheduler, scaler, gen, history, rng_states)
         if dist.is_initialized():
             dist.barrier()
     bar.close()
     if not lead:
         return {}
-    _save_weights(weights_out, net, cfg, tree, train_cache["size"])
+    save_weights(weights_out, net, cfg, tree, train_cache["size"])
     log.close()
     resume_path.unlink(missing_ok=True)
     return history[-1]
 
 
-def _save_weights(path: Path, net, cfg: TrainConfig, tree: ClassTree, size: int) -> None:
+def save_weights(path: Path, net, cfg: TrainConfig, tree: ClassTree, size: int) -> None:
+    """The weights file the train stage writes: the state dict and what rebuilds the model
+    (read back by hseg.models.load_checkpoint)."""
     meta = {"variant": cfg.variant, "arch": cfg.arch, "encoder": cfg.encoder, "weights": cfg.weights,
             "decoder_width": cfg.decoder_width, "num_classes": num_outputs(tree, cfg.loss), "mode": cfg.loss,
             "size": size,

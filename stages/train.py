@@ -8,12 +8,13 @@ from hseg.config import class_tree
 from hseg.cli import run_cli, stage_parser
 from hseg.params import load_params, train_config
 from hseg.prepare import load_cache
-from hseg.train import train_variant
+from hseg.train import check_processes, train_variant
 
 
 def main(args):
     params = load_params(args.params)
     cfg = train_config(params, args.variant, args.seed)  # every param is checked before data is loaded
+    check_processes(cfg)  # and train.processes against the GPUs, before torchrun starts any process
     if cfg.processes > 1 and "WORLD_SIZE" not in os.environ:
         # relaunch this same stage under torchrun, one process per device
         os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",

@@ -2,6 +2,7 @@
 import csv
 import shutil
 import json
+import os
 import subprocess
 import sys
 
@@ -32,6 +33,45 @@ def test_study_timing_trains_and_evaluates_each_variant(tmp_path, params):
         assert r["train_img_s"] == pytest.approx(8 / r["train_s"])
         assert 0 <= r["miou2"] <= 1
     assert "2 variant(s) on cpu, 2 at a time, random data" in done.stdout
+
+
+def hide_dvclive(tmp_path) -> dict:
+    """Environment under which `import dvclive` fails in subprocesses, as on a GPU machine without it."""
+    (tmp_path / "hidden" / "dvclive").mkdir(parents=True)
+    (tmp_path / "hidden" / "dvclive" / "__init__.py").write_text("raise ImportError('dvclive hidden by the test')\n")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "hidden"), str(ROOT)])}
+
+
+@pytest.mark.slow
+def test_study_timing_projects_from_an_epoch_after_the_first_without_dvclive(tmp_path, params):
+    """The projected study time scales the seconds of an epoch after the first (not train_s, which also
+    holds imports, the cache upload, cuDNN autotuning and the weight save); and it runs where dvclive
+    is not installed, as on the lent GPU machine."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from study_timing import projected_wall
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert projected_wall([3, 1, 1, 2], 2) == 4 and projected_wall([3, 1, 1, 2], 1) == 7  # in order, first free slot
+    params["prepare"]["size"] = 32
+    params["train"].update(batch_size=4, crop=0)
+    params["evaluate"]["batch_size"] = 4
+    params["study"].update(archs=["unet"], encoders=["resnet34"], weights=["scratch", "imagenet"])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "timing.json"
+    env = hide_dvclive(tmp_path)
+    assert subprocess.run([sys.executable, "-c", "import dvclive"], env=env, capture_output=True).returncode == 1
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_timing.py"), "--epochs", "2",
+                           "--jobs", "2", "--project-epochs", "5", "--train-images", "8", "--val-images", "4",
+                           "--json", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["complete"] and len(result["variants"]) == 2
+    for r in result["variants"]:
+        assert 0 < r["epoch_s"] < r["train_s"] and r["epoch_img_s"] == pytest.approx(8 / r["epoch_s"])
+        assert r["projected_s"] == pytest.approx(r["train_s"] + 3 * r["epoch_s"] + r["evaluate_s"])
+    assert result["projected_wall_s"] == pytest.approx(max(r["projected_s"] for r in result["variants"]))
+    assert "epoch after the first" in done.stdout and "projected at 5 epochs each, 2 at a time: " in done.stdout
 
 
 @pytest.mark.slow
@@ -129,12 +169,12 @@ def untrained_model_and_val_cache(tmp_path, params, tree, dataset, side: int):
     from hseg.models import build_model
     from hseg.params import train_config
     from hseg.prepare import build_cache, save_cache
-    from hseg.train import _save_weights
+    from hseg.train import save_weights
     cache = build_cache(dataset, read_ids(dataset / "val_id.txt"), 7, side, keep_full_masks=True, workers=1)
     save_cache({**cache, "leaf_names": CLASSES}, tmp_path / "val.pt")
     torch.manual_seed(0)
     net = build_model("unet", "resnet34", "scratch", len(CLASSES)).eval()
-    _save_weights(tmp_path / "w.pt", net, train_config(params, "unet-resnet34-scratch", 42), tree, side)
+    save_weights(tmp_path / "w.pt", net, train_config(params, "unet-resnet34-scratch", 42), tree, side)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return net
 

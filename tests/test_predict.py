@@ -18,7 +18,7 @@ from hseg.errors import UserError
 from hseg.params import train_config
 from hseg.predict import chosen_tta, collect_images, parser, predict_files, run
 from hseg.runtime import upsample_argmax
-from hseg.train import _build, _save_weights
+from hseg.train import build_training_model, save_weights
 from hseg.tree import build_tree
 from tests.synthetic import CLASSES
 
@@ -34,9 +34,9 @@ def weights(tmp_path_factory):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     cfg = train_config(params, "unet-resnet34-scratch")
     tree = build_tree(params["classes"]["tree"], "bg", CLASSES)
-    net, _ = _build(cfg, tree, torch.device("cpu"), 1)
+    net, _ = build_training_model(cfg, tree, torch.device("cpu"), 1)
     path = tmp_path_factory.mktemp("w") / "w.pt"
-    _save_weights(path, net, cfg, tree, 64)
+    save_weights(path, net, cfg, tree, 64)
     return path
 
 

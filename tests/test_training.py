@@ -220,12 +220,12 @@ def test_resume_checkpoint_needs_the_same_params_data_content_and_code(workdir, 
     import shutil
 
     from hseg import train as train_module
-    from hseg.train import Checkpoint, LrFactor, _build, fingerprint, make_optimizer
+    from hseg.train import Checkpoint, LrFactor, build_training_model, fingerprint, make_optimizer
 
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     cfg = train_config(params, VARIANT)
     cache = load(workdir, "train")
-    net, _ = _build(cfg, tree, torch.device("cpu"), 1)
+    net, _ = build_training_model(cfg, tree, torch.device("cpu"), 1)
 
     def parts():
         opt = make_optimizer(cfg, net)
@@ -380,3 +380,183 @@ def test_finished_history_refuses_an_interrupted_log_and_names_it(tmp_path):
     log.close()
     with pytest.raises(UserError, match="epoch 3, which was not validated"):
         finished_history(directory, "unet-resnet34-scratch")
+
+
+def test_more_processes_than_gpus_is_refused_before_any_work(workdir, tree, tmp_path, monkeypatch):
+    """train.processes above the GPU count would die in torch.cuda.set_device ("invalid device ordinal")
+    in every extra torchrun process; it is refused first, naming the parameter and the GPU count."""
+    from hseg.train import check_processes
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["train"].update(processes=2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(UserError, match=r"train.processes = 2 needs one GPU per process, but this machine has 1 GPU"):
+        check_processes(train_config(params, VARIANT))
+    check_processes(train_config(params | {"train": params["train"] | {"processes": 1}}, VARIANT))
+    with pytest.raises(UserError, match=r"train.processes = 2 .* has 1 GPU"):  # train_variant checks it too
+        train_once(workdir, tree, tmp_path, processes=2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    check_processes(train_config(params, VARIANT))  # on CPU (gloo) any number of processes may run
+
+    # the stage refuses before torchrun starts and before the caches are read: none here
+    params["train"].update(device="cuda", processes=3)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = stage(tmp_path, "stages.train", VARIANT, "--no-progress", env_extra={"CUDA_VISIBLE_DEVICES": ""})
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and err.startswith("error: train.processes = 3 needs one GPU per process, but "
+                                                   "this machine has 0 GPU(s) (train.device = cuda)"), err
+
+
+def test_each_rank_saves_and_restores_its_own_rng_state(workdir, tree, tmp_path, monkeypatch):
+    """The resume checkpoint holds one RNG state per process (CPU and that process's own GPU), and a
+    process restores its own: a resume with more processes than wrote it keeps the extra ones' own
+    seeding, and no process touches the RNG of a GPU it does not use (set_rng_state_all failed when
+    the checkpoint held more GPU states than the resuming machine has GPUs)."""
+    from hseg.train import (Checkpoint, LrFactor, build_training_model, fingerprint, make_optimizer, rng_state,
+                            seed_process)
+    cfg = train_config(yaml.safe_load((workdir / "params.yaml").read_text()), VARIANT)
+    net, _ = build_training_model(cfg, tree, torch.device("cpu"), 1)
+
+    def parts():
+        opt = make_optimizer(cfg, net)
+        return (net, opt, torch.optim.lr_scheduler.LambdaLR(opt, LrFactor(cfg, 2)),
+                torch.amp.GradScaler("cpu", enabled=False), torch.Generator())
+
+    # rank 0 keeps the stream after the model's initialisation (one process is unchanged); others differ
+    torch.manual_seed(cfg.seed)
+    after_init = torch.get_rng_state()
+    seed_process(cfg.seed, 0)
+    assert torch.equal(torch.get_rng_state(), after_init)
+    per_rank = []
+    for rank in (1, 2):
+        seed_process(cfg.seed, rank)
+        per_rank.append(torch.get_rng_state())
+        seed_process(cfg.seed, rank)
+        assert torch.equal(torch.get_rng_state(), per_rank[-1])  # reproducible
+    assert not torch.equal(per_rank[0], per_rank[1]) and not torch.equal(per_rank[0], after_init)
+
+    # a checkpoint written by 2 GPU processes: each saved its own GPU's state only
+    seen = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: seen.append(device) or torch.full((8,), device.index,
+                                                                                                        dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("saved the states of every GPU"))
+    states = []
+    for rank in (0, 1):
+        torch.manual_seed(100 + rank)
+        states.append(rng_state(torch.device("cuda", rank)))
+    assert seen == [torch.device("cuda", 0), torch.device("cuda", 1)]
+    path = Checkpoint(tmp_path / "r.pt", fingerprint(cfg, load(workdir, "train")))
+    path.save(1, *parts(), history=[{"epoch": 1}], rng_states=states)
+
+    restored = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((state.tolist(), device)))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: pytest.fail("restored every GPU's state"))
+    for rank in (1, 0):  # as many processes as wrote it: each its own state
+        torch.manual_seed(0)
+        assert path.restore(*parts(), rank=rank, device=torch.device("cuda", rank)) == (1, [{"epoch": 1}])
+        assert torch.equal(torch.get_rng_state(), states[rank]["cpu"])
+        assert restored[-1] == ([rank] * 8, torch.device("cuda", rank))
+    seed_process(cfg.seed, 2)  # a third process (more than wrote the checkpoint) keeps its own seeding
+    assert path.restore(*parts(), rank=2, device=torch.device("cuda", 2)) == (1, [{"epoch": 1}])
+    assert torch.equal(torch.get_rng_state(), per_rank[1]) and len(restored) == 2
+    torch.manual_seed(0)  # and a CPU process (a GPU checkpoint resumed on a CPU) restores only the CPU state
+    assert path.restore(*parts(), rank=0, device=torch.device("cpu")) == (1, [{"epoch": 1}])
+    assert torch.equal(torch.get_rng_state(), states[0]["cpu"]) and len(restored) == 2
+
+
+def _nonfinite_worker(rank: int, store: str, out: str, params: dict) -> None:
+    """One of 2 gloo processes: a step whose loss is NaN on process 1 only, then a finite step."""
+    import json as json_
+    import torch.distributed as dist
+    import torch.nn.functional as F
+    from hseg.train import Learner, train_step
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        cfg = train_config(params, VARIANT)
+        torch.manual_seed(0)
+        net = torch.nn.Conv2d(3, 7, 1)
+        model = torch.nn.parallel.DistributedDataParallel(net)
+        poison = {"on": True}
+
+        def loss_fn(logits, labels):
+            loss = F.cross_entropy(logits.float(), labels.long(), ignore_index=255)  # IGNORE: outside the image
+            return loss * float("nan") if poison["on"] and rank == 1 else loss
+
+        learner = Learner(model, torch.optim.SGD(net.parameters(), lr=0.1), torch.amp.GradScaler("cpu", enabled=False),
+                          loss_fn, torch.Generator().manual_seed(0), torch.device("cpu"), rank, 2)
+        gen = torch.Generator().manual_seed(1)
+        images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8, generator=gen)
+        masks = torch.randint(0, 7, (4, 8, 8), dtype=torch.uint8, generator=gen)
+        rows = []
+        for _ in range(2):
+            before = [p.detach().clone() for p in net.parameters()]
+            loss = train_step(learner, images, masks, torch.arange(4), cfg)
+            rows.append({"loss": repr(loss), "updated": any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))})
+            poison["on"] = False
+        Path(out, f"rank{rank}.json").write_text(json_.dumps(rows))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_nonfinite_loss_on_one_process_stops_every_process_alike(workdir, tmp_path):
+    """2 gloo processes, the loss NaN on process 1 only: both return a non-finite loss from the same
+    step and neither updates its weights (an early return on process 1 left process 0 waiting in the
+    gradient all-reduce until torchrun killed both); the next, finite step updates both."""
+    import torch.multiprocessing as mp
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["train"].update(batch_size=4, crop=0, accumulate=1, precision="fp32")
+    context = mp.start_processes(_nonfinite_worker, args=(str(tmp_path / "store"), str(tmp_path), params), nprocs=2,
+                                 join=False, start_method="spawn")
+    deadline = time.monotonic() + 240
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in context.processes:
+                p.kill()
+            pytest.fail("the processes hung")
+    rows = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for first, second in rows:
+        assert first == {"loss": "nan", "updated": False}
+        assert np.isfinite(float(second["loss"])) and second["updated"]
+    assert rows[0][1]["loss"] == rows[1][1]["loss"]  # the all-reduced mean, the same on both
+
+
+def test_training_without_dvclive_writes_the_same_weights_and_says_so_once(workdir, tree, tmp_path, monkeypatch,
+                                                                           capfd):
+    """A GPU machine may have torch and smp but not dvclive (nor dvc): training runs, logs nothing
+    per epoch, writes the same weights, and says so once per process."""
+    import hseg.tracking
+    (tmp_path / "with").mkdir()
+    reference, _ = train_once(workdir, tree, tmp_path / "with", epochs=1)
+    capfd.readouterr()
+    monkeypatch.setitem(sys.modules, "dvclive", None)  # `import dvclive` raises ImportError
+    monkeypatch.setattr(hseg.tracking, "_said_no_dvclive", False)
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["train"].update(epochs=1)
+    for run in ("a", "b"):
+        last = train_variant(train_config(params, VARIANT), tree, load(workdir, "train"), load(workdir, "val"),
+                             weights_out=tmp_path / run / "w.pt", live_dir=tmp_path / run / "live",
+                             resume_path=tmp_path / run / "r.pt", progress=False)
+        assert last["epoch"] == 1 and np.isfinite(last["train_loss"])
+        weights = torch.load(tmp_path / run / "w.pt", weights_only=False)["state_dict"]
+        assert all(torch.equal(reference[k], weights[k]) for k in reference)
+        assert not (tmp_path / run / "live").exists() or not any((tmp_path / run / "live").iterdir())
+    assert capfd.readouterr().err.count("dvclive is not installed: per-epoch metrics are not logged") == 1
+
+
+def test_compile_uses_static_shapes_on_a_gpu_only(workdir, tree, monkeypatch):
+    """dynamic=False: progressive resizing then compiles one graph per side, instead of a dynamic-shape
+    graph (recompiled at the second side) that also serves the full-size epochs."""
+    import hseg.train
+    from hseg.train import build_training_model
+    calls = []
+    monkeypatch.setattr(hseg.train, "prepare_model", lambda net, device: net)  # no GPU to move it to
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: calls.append(kw) or model)
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["train"].update(compile=True)
+    cfg = train_config(params, VARIANT)
+    build_training_model(cfg, tree, torch.device("cpu"), 1)
+    assert calls == []  # CUDA only
+    build_training_model(cfg, tree, torch.device("cuda", 0), 1)
+    assert calls == [{"dynamic": False}]
