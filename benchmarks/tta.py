@@ -25,8 +25,9 @@ from hseg import layout  # noqa: E402
 from hseg.cli import run_cli  # noqa: E402
 from hseg.errors import UserError  # noqa: E402
 from hseg.evaluate import evaluate_model  # noqa: E402
-from hseg.params import evaluate_settings, load_params, tta_sides  # noqa: E402
 from hseg.runtime import pick_device, prepare_model  # noqa: E402
+from hseg.settings.base import load_params  # noqa: E402
+from hseg.settings.evaluate import evaluate_settings, tta_sides  # noqa: E402
 from scoring import load_model_and_val, score_line  # noqa: E402
 
 

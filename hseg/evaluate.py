@@ -6,7 +6,7 @@ from tqdm import tqdm
 
 from .hierarchy import class_argmax, independent_consistency, tree_consistency
 from .metrics import confusion_matrix, hierarchical_scores
-from .prepare import full_mask
+from .cache import full_mask
 from .models import load_checkpoint
 from .runtime import pick_device, predict_batches, prepare_model
 from .tree import ClassTree

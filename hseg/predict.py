@@ -30,7 +30,7 @@ from .dataset import load_image
 from .errors import UserError
 from .hierarchy import leaf_scores
 from .models import load_checkpoint
-from .params import tta_sides
+from .settings.evaluate import tta_sides
 from .prepare import resize_image
 from .runtime import pick_device, predict_logits, prepare_model, upsample_argmax
 from .tree import ClassTree, build_tree

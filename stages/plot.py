@@ -6,11 +6,13 @@ import numpy as np
 
 from hseg import layout, plots
 from hseg.atomic import atomic_path
-from hseg.config import class_tree
+from hseg.cache import load_cache
 from hseg.cli import run_cli, stage_parser
 from hseg.errors import UserError
-from hseg.params import load_params, plot_settings, study_variants
-from hseg.prepare import load_cache
+from hseg.settings.base import load_params
+from hseg.settings.classes import class_tree
+from hseg.settings.plot import plot_settings
+from hseg.settings.study import study_variants
 from hseg.tracking import finished_history
 
 

@@ -3,11 +3,13 @@ import time
 
 from hseg import layout
 from hseg.atomic import write_json
-from hseg.config import class_tree
+from hseg.cache import save_cache
 from hseg.dataset import check_splits, read_classes, read_ids
 from hseg.cli import run_cli, stage_parser
-from hseg.params import data_paths, load_params, prepare_settings
-from hseg.prepare import build_cache, save_cache
+from hseg.prepare import build_cache
+from hseg.settings.base import load_params
+from hseg.settings.classes import class_tree
+from hseg.settings.data import data_paths, prepare_settings
 from hseg.versions import environment
 
 

@@ -3,16 +3,19 @@ import os
 import sys
 
 from hseg import layout
-from hseg.config import class_tree
+from hseg.cache import load_cache
 from hseg.cli import run_cli, stage_parser
-from hseg.params import load_params, train_config
-from hseg.prepare import load_cache
+from hseg.settings.base import load_params
+from hseg.settings.classes import class_tree
+from hseg.settings.study import study_settings
+from hseg.settings.train import train_config
 from hseg.train import train_variant
 
 
 def main(args):
     params = load_params(args.params)
-    cfg = train_config(params, args.variant)  # every param is checked before data is loaded
+    seed = study_settings(params).seeds[0] if args.seed is None else args.seed
+    cfg = train_config(params, args.variant, seed)  # every param is checked before data is loaded
     if cfg.processes > 1 and "WORLD_SIZE" not in os.environ:
         # relaunch this same stage under torchrun, one process per device
         os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -33,4 +36,6 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run_cli(main, stage_parser(__doc__, variant=True, progress=True))
+    parser = stage_parser(__doc__, variant=True, progress=True)
+    parser.add_argument("--seed", type=int, help="the training seed (default: the first of study.seeds)")
+    run_cli(main, parser)

@@ -42,7 +42,8 @@ def test_study_timing_rejects_an_unknown_variant_before_any_work(tmp_path, param
 
 def test_study_timing_on_prepared_caches(tmp_path, params, dataset):
     from hseg.dataset import read_ids
-    from hseg.prepare import build_cache, save_cache
+    from hseg.cache import save_cache
+    from hseg.prepare import build_cache
     for split in ("train", "val"):
         cache = build_cache(dataset, read_ids(dataset / f"{split}_id.txt"), 7, 32, keep_full_masks=split == "val",
                             workers=1)
@@ -116,21 +117,22 @@ def untrained_model_and_val_cache(tmp_path, params, tree, dataset, side: int):
     under tmp_path, for the scripts that score a model; returns the model."""
     from hseg.dataset import read_ids
     from hseg.models import build_model
-    from hseg.params import train_config
-    from hseg.prepare import build_cache, save_cache
+    from hseg.settings.train import train_config
+    from hseg.cache import save_cache
+    from hseg.prepare import build_cache
     from hseg.train import _save_weights
     cache = build_cache(dataset, read_ids(dataset / "val_id.txt"), 7, side, keep_full_masks=True, workers=1)
     save_cache({**cache, "leaf_names": CLASSES}, tmp_path / "val.pt")
     torch.manual_seed(0)
     net = build_model("unet", "resnet34", "scratch", len(CLASSES)).eval()
-    _save_weights(tmp_path / "w.pt", net, train_config(params, "unet-resnet34-scratch"), tree, side)
+    _save_weights(tmp_path / "w.pt", net, train_config(params, "unet-resnet34-scratch", 42), tree, side)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return net
 
 
 def test_inference_benchmark_leaf_argmax_row_is_evaluates_score(tmp_path, params, tree, dataset):
     from hseg.evaluate import evaluate_model
-    from hseg.prepare import load_cache
+    from hseg.cache import load_cache
     from hseg.runtime import resolve_precision
     net = untrained_model_and_val_cache(tmp_path, params, tree, dataset, 32)
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "inference.py"), "w.pt", "--val-cache", "val.pt",
@@ -149,7 +151,7 @@ def test_inference_benchmark_leaf_argmax_row_is_evaluates_score(tmp_path, params
 
 def test_tta_benchmark_scores_each_setting_as_evaluate_does(tmp_path, params, tree, dataset):
     from hseg.evaluate import evaluate_model
-    from hseg.prepare import load_cache
+    from hseg.cache import load_cache
     params["evaluate"]["precision"] = "fp32"  # bf16 rounding of an untrained net's near-ties can differ by process
     net = untrained_model_and_val_cache(tmp_path, params, tree, dataset, 64)
     script = [sys.executable, str(ROOT / "benchmarks" / "tta.py"), "w.pt", "--val-cache", "val.pt", "--settings"]

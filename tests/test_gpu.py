@@ -10,7 +10,7 @@ import yaml
 
 from hseg.evaluate import evaluate_model
 from hseg.models import load_checkpoint
-from hseg.params import train_config
+from hseg.settings.train import train_config
 from hseg.tracking import read_history
 from hseg.train import _on_device, train_variant
 from tests.synthetic import prepared_workdir
@@ -35,7 +35,7 @@ def test_caches_live_on_the_gpu_and_training_runs_there(work, tree):
     train, val = caches(work)
     images, masks = _on_device(train, torch.device("cuda"))
     assert images.is_cuda and masks.is_cuda
-    cfg = train_config(yaml.safe_load((work / "params.yaml").read_text()), VARIANT)
+    cfg = train_config(yaml.safe_load((work / "params.yaml").read_text()), VARIANT, 42)
     last = train_variant(cfg, tree, train, val, weights_out=work / "w.pt", live_dir=work / "live",
                          resume_path=work / "r.pt", progress=False)
     assert 0.0 <= last["val_miou2"] <= 1.0

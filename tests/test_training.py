@@ -18,7 +18,7 @@ from hseg.dataset import read_ids
 from hseg.errors import UserError
 from hseg.metrics import confusion_matrix, hierarchical_scores
 from hseg.models import build_model
-from hseg.params import train_config
+from hseg.settings.train import train_config
 from hseg.tracking import EpochLog, finished_history, read_history
 from hseg.train import train_variant
 from tests.synthetic import prepared_workdir
@@ -42,7 +42,7 @@ def load(work, split):
 def train_once(work, tree, out: Path, **overrides):
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["train"].update(overrides)
-    cfg = train_config(params, VARIANT)
+    cfg = train_config(params, VARIANT, 42)
     train_variant(cfg, tree, load(work, "train"), load(work, "val"), weights_out=out / "w.pt",
                   live_dir=out / "live", resume_path=out / "resume.pt", progress=False)
     return torch.load(out / "w.pt", weights_only=False)["state_dict"], strip_time(out / "live")
@@ -154,7 +154,7 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(workdir):
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
         results[processes] = torch.load(workdir / "models" / f"{VARIANT}.pt", weights_only=False)["state_dict"]
-    torch.manual_seed(params["train"]["seed"])
+    torch.manual_seed(42)
     init = build_model("unet", "resnet34", "scratch", 7).state_dict()
     keys = [k for k, v in init.items() if v.is_floating_point() and "running" not in k]
     single, multi = (torch.cat([r[k].float().flatten() for k in keys]) for r in (results[1], results[2]))
@@ -169,7 +169,7 @@ def test_tree_mode_checkpoint_evaluates_and_predicts(workdir, tree, tmp_path):
     every pixel consistent with the tree."""
     from hseg.evaluate import evaluate_model, evaluate_weights
     from hseg.models import load_checkpoint
-    from hseg.params import evaluate_settings
+    from hseg.settings.evaluate import evaluate_settings
     from hseg.predict import collect_images, predict_files
 
     train_once(workdir, tree, tmp_path, epochs=1, loss="tree")
@@ -213,7 +213,7 @@ def test_resume_checkpoint_needs_the_same_params_data_content_and_code(workdir, 
     from hseg.train import Checkpoint, LrFactor, _build, fingerprint, make_optimizer
 
     params = yaml.safe_load((workdir / "params.yaml").read_text())
-    cfg = train_config(params, VARIANT)
+    cfg = train_config(params, VARIANT, 42)
     cache = load(workdir, "train")
     net, _ = _build(cfg, tree, torch.device("cpu"), 1)
 
@@ -266,7 +266,7 @@ def test_deeplab_trains_when_the_split_leaves_a_remainder_of_one(workdir, tree, 
     BatchNorm after ASPP pooling cannot train on); batch 6 in 3 micro-batches of 2 leaves 4 over."""
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["train"].update(epochs=1, batch_size=batch_size, accumulate=accumulate, val_every=1)
-    cfg = train_config(params, "deeplabv3plus-resnet34-scratch")
+    cfg = train_config(params, "deeplabv3plus-resnet34-scratch", 42)
     last = train_variant(cfg, tree, load(workdir, "train"), load(workdir, "val"), weights_out=tmp_path / "w.pt",
                          live_dir=tmp_path / "live", resume_path=tmp_path / "r.pt", progress=False)
     assert last["epoch"] == 1 and np.isfinite(last["train_loss"])
@@ -295,7 +295,7 @@ def trained_model_and_val(workdir):
 
 def test_evaluate_flip_tta_scores_the_mirror_averaged_logits(workdir, tree):
     from hseg.evaluate import evaluate_model, evaluate_weights
-    from hseg.params import evaluate_settings
+    from hseg.settings.evaluate import evaluate_settings
     weights, model, meta, val = trained_model_and_val(workdir)
     device = torch.device("cpu")
 
@@ -307,7 +307,7 @@ def test_evaluate_flip_tta_scores_the_mirror_averaged_logits(workdir, tree):
     np.testing.assert_array_equal(with_tta, confusion(_MirrorAveraged(model).eval(), False))
     # and params' evaluate.flip_tta is what the evaluate stage passes on
     settings = evaluate_settings({"evaluate": {"flip_tta": True, "precision": "fp32", "batch_size": 4,
-                                               "device": "cpu"}})
+                                               "device": "cpu", "tta_sides": []}})
     np.testing.assert_array_equal(with_tta, evaluate_weights(weights, val, tree, settings, False)[1]["confusion"])
 
 
@@ -330,7 +330,7 @@ class _ScaleAveraged(torch.nn.Module):
 
 def test_evaluate_tta_sides_scores_the_scale_averaged_logits(workdir, tree):
     from hseg.evaluate import evaluate_model, evaluate_weights
-    from hseg.params import evaluate_settings
+    from hseg.settings.evaluate import evaluate_settings
     weights, model, meta, val = trained_model_and_val(workdir)
     side = val["images"].shape[-1]
     sides = (side - 32, side + 32)
