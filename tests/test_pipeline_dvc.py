@@ -183,7 +183,9 @@ def test_editing_the_dataset_code_reruns_prepare_and_nothing_after_it_when_the_c
     """hseg/dataset.py is prepare's (decoding) alone: train, evaluate and plot read the caches through
     hseg/cache.py. prepare reruns; its outputs come out byte-identical, so DVC runs nothing downstream."""
     caches = {f: (repo / "data" / "prepared" / f).read_bytes() for f in ("train.pt", "val.pt")}
-    assert edit_and_repro(repo, "hseg/dataset.py") == [{"prepare"}, {"prepare"}]
+    edited, restored = edit_and_repro(repo, "hseg/dataset.py")
+    assert edited == {"prepare"}
+    assert restored <= {"prepare"}  # back to a state DVC's run-cache knows: it may restore the outputs instead
     assert {f: (repo / "data" / "prepared" / f).read_bytes() for f in caches} == caches
 
 
