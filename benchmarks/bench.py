@@ -34,16 +34,19 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hseg.config import class_tree  # noqa: E402
+from timing import timed_round_robin  # noqa: E402
+
+from hseg.cache import load_cache  # noqa: E402
 from hseg.dataset import load_pair, read_classes, read_ids  # noqa: E402
 from hseg.evaluate import evaluate_model  # noqa: E402
-from hseg.models import build_model, normalize  # noqa: E402
 from hseg.losses import make_loss  # noqa: E402
-from hseg.params import Augment, load_params, train_config  # noqa: E402
-from hseg.prepare import load_cache  # noqa: E402
+from hseg.models import build_model, normalize  # noqa: E402
 from hseg.runtime import autocast, predict_logits, prepare_model  # noqa: E402
+from hseg.settings.base import load_params  # noqa: E402
+from hseg.settings.classes import class_tree  # noqa: E402
+from hseg.settings.study import study_settings  # noqa: E402
+from hseg.settings.train import Augment, train_config  # noqa: E402
 from hseg.train import Learner, train_step  # noqa: E402
-from timing import timed_round_robin  # noqa: E402
 
 ROOT = Path("data/pascal-part")
 
@@ -90,7 +93,8 @@ def child_peak_rss_gb(code: str) -> float:
 def seed_like_config(params: dict, variant: str, batch: int):
     """The pipeline's config for a like-for-like step against the original loop:
     whole cached images, flips only, cross-entropy only."""
-    return dataclasses.replace(train_config(params, variant), batch_size=batch, crop=0, loss_weights={"ce": 1.0},
+    seed = study_settings(params).seeds[0]  # as the train stage
+    return dataclasses.replace(train_config(params, variant, seed), batch_size=batch, crop=0, loss_weights={"ce": 1.0},
                                augment=Augment(hflip=True))
 
 
@@ -171,13 +175,13 @@ def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
     # 6. peak RSS of a training process: load both caches, train a few steps
     rows["train_peak_rss_gb"] = child_peak_rss_gb(
         "import sys, torch; sys.path.insert(0, '.');"
-        "from hseg.params import load_params, train_config; from hseg.config import class_tree;"
+        "from hseg.settings.base import load_params; from hseg.settings.classes import class_tree;"
         "from hseg.prepare import build_cache; from hseg.dataset import read_ids, read_classes;"
         "from hseg.train import Learner, train_step; from hseg.models import build_model; from hseg.runtime import prepare_model;"
         "from hseg.losses import make_loss; sys.path.insert(0, 'benchmarks'); from bench import seed_like_config;"
         f"p = load_params(); cfg = seed_like_config(p, '{arch}-{encoder}-scratch', {args.batch});"
         "s = torch.amp.GradScaler('cpu', enabled=False);"
-        "from hseg.prepare import load_cache;"
+        "from hseg.cache import load_cache;"
         f"c = load_cache('{args.cache_dir}/train.pt'); v = load_cache('{args.cache_dir}/val.pt');"
         "t = class_tree(p, c['leaf_names']); lf = make_loss(t, 'flat', cfg.loss_weights); m = prepare_model(build_model(cfg.arch, cfg.encoder, 'scratch', 7), torch.device('cpu'));"
         "o = torch.optim.Adam(m.parameters()); g = torch.Generator().manual_seed(0);"
@@ -208,7 +212,7 @@ def main():
     start = time.perf_counter()
     prepare_rss = child_peak_rss_gb(
         "import sys, torch; sys.path.insert(0, '.');"
-        "from pathlib import Path; from hseg.prepare import build_cache, save_cache; from hseg.dataset import read_ids, read_classes;"
+        "from pathlib import Path; from hseg.prepare import build_cache; from hseg.cache import save_cache; from hseg.dataset import read_ids, read_classes;"
         "r = Path('data/pascal-part'); names = read_classes(r / 'classes.txt');"
         "[save_cache({**build_cache(r, read_ids(r / f'{s}_id.txt'), 7, " + str(args.size) + ", keep_full_masks=(s == 'val'), "
         "desc=s), 'leaf_names': names}, Path('" + args.cache_dir + "') / f'{s}.pt') for s in ('train', 'val')]")

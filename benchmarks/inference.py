@@ -24,16 +24,18 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scoring import load_model_and_val, score_line  # noqa: E402
+
 from hseg import layout  # noqa: E402
+from hseg.cache import full_mask  # noqa: E402
 from hseg.cli import run_cli  # noqa: E402
 from hseg.errors import UserError  # noqa: E402
 from hseg.hierarchy import class_argmax  # noqa: E402
 from hseg.metrics import confusion_matrix, hierarchical_scores  # noqa: E402
-from hseg.params import evaluate_settings, load_params  # noqa: E402
-from hseg.prepare import full_mask  # noqa: E402
 from hseg.runtime import pick_device, predict_logits, prepare_model, resolve_precision  # noqa: E402
+from hseg.settings.base import load_params  # noqa: E402
+from hseg.settings.evaluate import evaluate_settings  # noqa: E402
 from hseg.tree import ClassTree  # noqa: E402
-from scoring import load_model_and_val, score_line  # noqa: E402
 
 
 def top_down(probs: torch.Tensor, tree: ClassTree) -> torch.Tensor:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from hseg.cache import load_cache  # noqa: E402
 from hseg.errors import UserError  # noqa: E402
 from hseg.models import load_checkpoint  # noqa: E402
-from hseg.prepare import load_cache  # noqa: E402
 from hseg.tree import ClassTree, build_tree  # noqa: E402
 
 

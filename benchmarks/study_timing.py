@@ -39,12 +39,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hseg import layout  # noqa: E402
-from hseg.config import class_tree  # noqa: E402
+from hseg.cache import load_cache, save_cache  # noqa: E402
 from hseg.cli import run_cli  # noqa: E402
 from hseg.errors import UserError  # noqa: E402
 from hseg.evaluate import evaluate_weights  # noqa: E402
-from hseg.params import evaluate_settings, load_params, prepare_settings, study_variants, train_config  # noqa: E402
-from hseg.prepare import load_cache, save_cache  # noqa: E402
+from hseg.settings.base import load_params  # noqa: E402
+from hseg.settings.classes import class_tree  # noqa: E402
+from hseg.settings.data import prepare_settings  # noqa: E402
+from hseg.settings.evaluate import evaluate_settings  # noqa: E402
+from hseg.settings.study import study_settings, study_variants  # noqa: E402
+from hseg.settings.train import train_config  # noqa: E402
 from hseg.train import train_variant  # noqa: E402
 
 LEAF_NAMES = ["bg", "low_hand", "torso", "low_leg", "head", "up_leg", "up_hand"]
@@ -72,7 +76,7 @@ def time_variant(variant: str, args) -> dict:
         override = dict((params.get("variants") or {}).get(variant) or {}, epochs=args.epochs)
         override["scheduler"] = dict(override.get("scheduler") or {}, T_0=args.epochs)
         params["variants"] = dict(params.get("variants") or {}, **{variant: override})
-    cfg = dataclasses.replace(train_config(params, variant), weights="scratch")
+    cfg = dataclasses.replace(train_config(params, variant, study_settings(params).seeds[0]), weights="scratch")
     cache_dir = Path(args.cache_dir)
     train_cache, val_cache = load_cache(cache_dir / "train.pt"), load_cache(cache_dir / "val.pt")
     tree = class_tree(params, train_cache["leaf_names"])
@@ -128,7 +132,7 @@ def main(args):
     params = load_params()
     variants = args.variants or study_variants(params)
     for v in variants:
-        train_config(params, v)  # fail on a bad name before any work
+        train_config(params, v, study_settings(params).seeds[0])  # fail on a bad name before any work
     with tempfile.TemporaryDirectory(prefix="hseg-study-timing-") as tmp:
         if args.real:
             args.cache_dir = str(layout.cache_file("train").parent)

@@ -22,14 +22,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scoring import load_model_and_val, score_line  # noqa: E402
+
 from hseg import layout  # noqa: E402
 from hseg.cli import run_cli  # noqa: E402
 from hseg.errors import UserError  # noqa: E402
 from hseg.evaluate import evaluate_model  # noqa: E402
-from hseg.params import evaluate_settings, load_params, tta_sides  # noqa: E402
 from hseg.runtime import pick_device, prepare_model  # noqa: E402
 from hseg.selection import LOG, log_candidate  # noqa: E402
-from scoring import load_model_and_val, score_line  # noqa: E402
+from hseg.settings.base import load_params  # noqa: E402
+from hseg.settings.evaluate import evaluate_settings, tta_sides  # noqa: E402
 
 
 def parse_setting(text: str) -> tuple[bool, tuple[int, ...]]:

@@ -15,7 +15,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from .params import Augment
+from .settings.train import Augment
 from .tree import IGNORE
 
 

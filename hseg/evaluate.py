@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import torch
-from tqdm import tqdm
 
+from .cache import full_mask
 from .hierarchy import class_argmax, independent_consistency, tree_consistency
 from .metrics import confusion_matrix, hierarchical_scores
-from .prepare import full_mask
 from .models import load_checkpoint
 from .runtime import pick_device, predict_batches, prepare_model, upload
 from .tree import ClassTree

@@ -23,7 +23,8 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
-from .params import deep_merge, load_params, parse_yaml
+from .settings.base import load_params, parse_params
+from .settings.train import deep_merge
 
 PROFILES = Path("profiles")
 
@@ -49,7 +50,7 @@ def committed_params(path: str = "params.yaml") -> dict:
     except (OSError, subprocess.CalledProcessError) as exc:
         raise UserError(f"cannot read the committed {path} (`git show HEAD:{path}`): {exc}; run from the "
                         f"repository root of a git checkout") from None
-    return parse_yaml(text, f"HEAD:{path}")
+    return parse_params(text, f"HEAD:{path}")
 
 
 def leaves(params: dict, prefix: str = "") -> dict[str, object]:

@@ -15,7 +15,6 @@ from .errors import UserError
 from .hierarchy import level_targets, split_levels, tree_min_loss
 from .tree import IGNORE, ClassTree, Level
 
-
 # class_weights scheme -> the power p in w_c ~ share_c ** -p
 WEIGHT_POWERS = {"inverse_sqrt": 0.5, "inverse": 1.0}
 

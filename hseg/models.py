@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from .errors import UserError
-from .params import check_decoder_width, default_decoder_channels
+from .settings.study import check_decoder_width, default_decoder_channels
 
 HUB_FILES = ("config.json", "model.safetensors")
 # the normalisation the ImageNet encoders were trained with; used for every variant

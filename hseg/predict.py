@@ -36,14 +36,14 @@ from .dataset import load_image
 from .errors import UserError
 from .hierarchy import leaf_scores
 from .models import load_checkpoint
-from .params import PRECISIONS, tta_sides
 from .prepare import resize_image
 from .runtime import pick_device, predict_logits, prepare_model, upsample_argmax
+from .settings.base import DEVICES, PRECISIONS
+from .settings.evaluate import tta_sides
 from .tree import ClassTree, build_tree
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 FORMATS = ("label", "colour")
-DEVICES = ("auto", "cpu", "cuda")  # hseg.params has no such constant (it spells the tuple inline)
 STEPS = ("decode", "model", "upsample", "write")
 
 

@@ -1,9 +1,7 @@
-"""Decode, validate and resize a split once, into a uint8 tensor cache.
+"""Decode, validate and resize a split once, into a uint8 tensor cache (its format: hseg/cache.py).
 
-The cache holds ``images`` (N,3,S,S), ``masks`` (N,S,S), ``ids``, the
-original ``sizes`` (N,2: H,W) and ``pixel_counts`` per class at original resolution. With ``keep_full_masks`` it also keeps every
-original-resolution mask (flat, with ``offsets``) so evaluation can score at
-full resolution without touching the dataset again.
+With ``keep_full_masks`` the cache also keeps every original-resolution mask, so evaluation can
+score at full resolution without touching the dataset again.
 """
 from __future__ import annotations
 
@@ -16,7 +14,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .atomic import save_torch
+from .cache import pack
 from .dataset import load_pair
 from .errors import UserError
 
@@ -66,31 +64,7 @@ def build_cache(root: Path, ids: list[str], num_classes: int, size: int, *,
         more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
         raise UserError(f"{len(errors)} of {n} {desc} item(s) failed validation:\n  "
                         + "\n  ".join(errors[:10]) + more)
-    cache = {"images": images, "masks": masks, "ids": list(ids), "sizes": sizes, "size": size,
-             "pixel_counts": torch.from_numpy(pixel_counts)}  # per class, at original resolution
-    if keep_full_masks:
-        lengths = torch.tensor([m.size for m in full], dtype=torch.int64)
-        cache["offsets"] = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
-        cache["full_masks"] = torch.from_numpy(np.concatenate([m.ravel() for m in full]))
-    return cache
-
-
-def full_mask(cache: dict, k: int) -> torch.Tensor:
-    """The original-resolution mask of item ``k`` of a cache built with keep_full_masks."""
-    h, w = cache["sizes"][k].tolist()
-    lo, hi = cache["offsets"][k].item(), cache["offsets"][k + 1].item()
-    return cache["full_masks"][lo:hi].view(h, w)
-
-
-def save_cache(cache: dict, path: Path) -> None:
-    save_torch(cache, path)
-
-
-def load_cache(path: Path) -> dict:
-    if not Path(path).is_file():
-        raise UserError(f"{path} not found: run the prepare stage first (`dvc repro prepare`)")
-    # mmap: tensors are paged in from the file, so loading does not hold a second copy in memory
-    return torch.load(path, weights_only=True, mmap=True)
+    return pack(images, masks, ids, sizes, size, pixel_counts, full if keep_full_masks else None)
 
 
 class _Serial:

@@ -15,8 +15,6 @@ from . import layout
 from .metrics import levels_in
 
 
-
-
 def level_header(entry: dict, k: int) -> str:
     """'mIoU^k (its classes)', the classes named from the tree the metrics were scored with."""
     names = [c for c in entry.get(f"iou{k}", {})][1:]  # background is always class 0

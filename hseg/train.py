@@ -26,12 +26,20 @@ from .hierarchy import class_argmax, leaf_scores, num_outputs
 from .losses import make_loss
 from .metrics import confusion_matrix, hierarchical_scores
 from .models import build_model
-from .params import TrainConfig, epoch_side
-from .runtime import (autocast, model_input, pick_device, predict_logits, prepare_model, resolve_precision, upload,
-                      wants_cuda)
+from .runtime import (
+    autocast,
+    model_input,
+    pick_device,
+    predict_logits,
+    prepare_model,
+    resolve_precision,
+    upload,
+    wants_cuda,
+)
+from .settings.train import TrainConfig, epoch_side
 from .tracking import EpochLog
-from .versions import environment, machine
 from .tree import ClassTree
+from .versions import environment, machine
 
 CODE_DIR = Path(__file__).resolve().parent
 

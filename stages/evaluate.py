@@ -6,12 +6,14 @@ import numpy as np
 
 from hseg import layout
 from hseg.atomic import atomic_path, write_json
+from hseg.cache import load_cache
 from hseg.cli import run_cli, stage_parser
-from hseg.config import class_tree
 from hseg.evaluate import evaluate_weights
 from hseg.models import weights_meta
-from hseg.params import evaluate_settings, load_params, parse_variant
-from hseg.prepare import load_cache
+from hseg.settings.base import load_params
+from hseg.settings.classes import class_tree
+from hseg.settings.evaluate import evaluate_settings
+from hseg.settings.study import parse_variant
 from hseg.versions import machine
 
 

@@ -7,11 +7,13 @@ import numpy as np
 
 from hseg import layout, plots
 from hseg.atomic import atomic_path
+from hseg.cache import load_cache
 from hseg.cli import run_cli, stage_parser
-from hseg.config import class_tree
 from hseg.errors import UserError
-from hseg.params import load_params, plot_settings, study_seeds, study_variants
-from hseg.prepare import load_cache
+from hseg.settings.base import load_params
+from hseg.settings.classes import class_tree
+from hseg.settings.plot import plot_settings
+from hseg.settings.study import study_settings
 from hseg.tracking import finished_history
 
 
@@ -19,8 +21,9 @@ def main(args):
     params = load_params(args.params)
     settings = plot_settings(params)
     dpi = settings.dpi
-    seeds = study_seeds(params)
-    runs = [layout.run_name(v, s) for v in study_variants(params) for s in seeds
+    study = study_settings(params)
+    seeds = study.seeds
+    runs = [layout.run_name(v, s) for v in study.variants for s in seeds
             if layout.metrics_file(layout.run_name(v, s)).is_file()]
     if not runs:
         raise UserError("no metrics found under metrics/: run the train and evaluate stages first (`dvc repro`)")

@@ -4,12 +4,14 @@ import time
 
 from hseg import layout
 from hseg.atomic import atomic_path, write_json
+from hseg.cache import save_cache
 from hseg.cli import run_cli, stage_parser
-from hseg.config import class_tree
-from hseg.errors import UserError
 from hseg.dataset import check_splits, read_classes, read_ids, split_dev
-from hseg.params import data_paths, dev_fraction, load_params, prepare_settings
-from hseg.prepare import build_cache, save_cache
+from hseg.errors import UserError
+from hseg.prepare import build_cache
+from hseg.settings.base import load_params
+from hseg.settings.classes import class_tree
+from hseg.settings.data import data_paths, data_settings, prepare_settings
 from hseg.versions import environment
 
 
@@ -18,7 +20,7 @@ def main(args):
     settings = prepare_settings(params)
     size, workers = settings.size, settings.workers
     paths = data_paths(params)
-    fraction = dev_fraction(params)
+    fraction = data_settings(params).dev_fraction
     leaf_names = read_classes(paths.classes_file)
     class_tree(params, leaf_names)  # fail now, not after decoding, if the tree does not fit classes.txt
     train_ids, val_ids = read_ids(paths.train_ids), read_ids(paths.val_ids)

@@ -6,13 +6,15 @@ from hseg import layout
 from hseg.atomic import write_json
 from hseg.cli import run_cli, stage_parser
 from hseg.errors import UserError
-from hseg.params import load_params, study_seeds, study_variants
+from hseg.settings.base import load_params
+from hseg.settings.study import study_settings
 from hseg.summary import summarize
 
 
 def main(args):
     params = load_params(args.params)
-    variants, seeds = study_variants(params), study_seeds(params)
+    study = study_settings(params)
+    variants, seeds = study.variants, study.seeds
     missing = [layout.metrics_file(layout.run_name(v, s)) for v in variants for s in seeds
                if not layout.metrics_file(layout.run_name(v, s)).is_file()]
     if missing:

@@ -4,10 +4,11 @@ import os
 import sys
 
 from hseg import layout
-from hseg.config import class_tree
+from hseg.cache import load_cache
 from hseg.cli import run_cli, stage_parser
-from hseg.params import load_params, train_config
-from hseg.prepare import load_cache
+from hseg.settings.base import load_params
+from hseg.settings.classes import class_tree
+from hseg.settings.train import train_config
 from hseg.train import check_processes, train_variant
 
 

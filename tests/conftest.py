@@ -30,7 +30,7 @@ def params():
 
 @pytest.fixture
 def tree(params):
-    from hseg.config import class_tree
+    from hseg.settings.classes import class_tree
     return class_tree(params, CLASSES)
 
 

@@ -78,8 +78,9 @@ def prepared_workdir(work: Path, n_train: int, n_val: int, size: int, **train) -
     dataset root."""
     import yaml
 
+    from hseg.cache import save_cache
     from hseg.dataset import read_classes, read_ids
-    from hseg.prepare import build_cache, save_cache
+    from hseg.prepare import build_cache
     root = make_dataset(work / "data" / "pascal-part", n_train=n_train, n_val=n_val)
     for split in ("train", "val"):
         cache = build_cache(root, read_ids(root / f"{split}_id.txt"), len(CLASSES), size, keep_full_masks=True,

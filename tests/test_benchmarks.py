@@ -1,8 +1,8 @@
 """The benchmark scripts still run (tiny settings, CPU), so a lent GPU session can use them at once."""
 import csv
-import shutil
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -87,8 +87,9 @@ def test_study_timing_rejects_an_unknown_variant_before_any_work(tmp_path, param
 
 @pytest.mark.slow
 def test_study_timing_on_prepared_caches(tmp_path, params, dataset):
+    from hseg.cache import save_cache
     from hseg.dataset import read_ids
-    from hseg.prepare import build_cache, save_cache
+    from hseg.prepare import build_cache
     for split in ("train", "val"):
         cache = build_cache(dataset, read_ids(dataset / f"{split}_id.txt"), 7, 32, keep_full_masks=split == "val",
                             workers=1)
@@ -165,10 +166,11 @@ def test_top_down_inference_decides_one_level_at_a_time(tree, monkeypatch):
 def untrained_model_and_val_cache(tmp_path, params, tree, dataset, side: int):
     """Writes val.pt (the synthetic val split at ``side``), w.pt (an untrained UNet-R34) and params.yaml
     under tmp_path, for the scripts that score a model; returns the model."""
+    from hseg.cache import save_cache
     from hseg.dataset import read_ids
     from hseg.models import build_model
-    from hseg.params import train_config
-    from hseg.prepare import build_cache, save_cache
+    from hseg.prepare import build_cache
+    from hseg.settings.train import train_config
     from hseg.train import save_weights
     cache = build_cache(dataset, read_ids(dataset / "val_id.txt"), 7, side, keep_full_masks=True, workers=1)
     save_cache({**cache, "leaf_names": CLASSES}, tmp_path / "val.pt")
@@ -181,8 +183,8 @@ def untrained_model_and_val_cache(tmp_path, params, tree, dataset, side: int):
 
 @pytest.mark.slow
 def test_inference_benchmark_leaf_argmax_row_is_evaluates_score(tmp_path, params, tree, dataset):
+    from hseg.cache import load_cache
     from hseg.evaluate import evaluate_model
-    from hseg.prepare import load_cache
     from hseg.runtime import resolve_precision
     net = untrained_model_and_val_cache(tmp_path, params, tree, dataset, 32)
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "inference.py"), "w.pt", "--cache", "val.pt",
@@ -201,8 +203,8 @@ def test_inference_benchmark_leaf_argmax_row_is_evaluates_score(tmp_path, params
 
 @pytest.mark.slow
 def test_tta_benchmark_scores_each_setting_as_evaluate_does(tmp_path, params, tree, dataset):
+    from hseg.cache import load_cache
     from hseg.evaluate import evaluate_model
-    from hseg.prepare import load_cache
     params["evaluate"]["precision"] = "fp32"  # bf16 rounding of an untrained net's near-ties can differ by process
     net = untrained_model_and_val_cache(tmp_path, params, tree, dataset, 64)
     script = [sys.executable, str(ROOT / "benchmarks" / "tta.py"), "w.pt", "--cache", "val.pt", "--settings"]

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hseg.cache import full_mask
 from hseg.dataset import check_splits, load_image, load_mask, read_classes, read_ids
 from hseg.errors import UserError
-from hseg.prepare import build_cache, full_mask
+from hseg.prepare import build_cache
 from tests.synthetic import make_dataset
 
 
@@ -154,7 +155,7 @@ def test_prepare_twice_writes_byte_identical_caches(dataset, tmp_path):
     the caches must not change when nothing that goes into them changed."""
     import hashlib
 
-    from hseg.prepare import save_cache
+    from hseg.cache import save_cache
     digests = []
     for run, workers in (("a", 1), ("b", 2)):
         c = build_cache(dataset, ids_of(dataset), 7, 32, keep_full_masks=True, workers=workers, desc="train")

@@ -15,8 +15,8 @@ from hseg.errors import UserError
 from hseg.evaluate import evaluate_model
 from hseg.metrics import confusion_matrix
 from hseg.models import build_model, load_checkpoint
-from hseg.params import train_config
 from hseg.runtime import pick_device, predict_logits, prepare_model
+from hseg.settings.train import train_config
 from hseg.tracking import read_history
 from hseg.train import check_processes, rng_state, set_rng_state, to_training_device, train_variant
 from tests.synthetic import prepared_workdir
@@ -46,7 +46,7 @@ def train(work, tree, out: str, variant: str = VARIANT, **overrides) -> dict:
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["train"].update(overrides)
     train, val = caches(work)
-    last = train_variant(train_config(params, variant), tree, train, val, weights_out=work / out / "w.pt",
+    last = train_variant(train_config(params, variant, 42), tree, train, val, weights_out=work / out / "w.pt",
                          live_dir=work / out / "live", resume_path=work / out / "r.pt", progress=False)
     state = torch.load(work / out / "w.pt", weights_only=False)
     assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
@@ -73,7 +73,7 @@ def test_more_processes_than_gpus_is_refused(work):
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["train"].update(processes=torch.cuda.device_count() + 1)
     with pytest.raises(UserError, match=f"but this machine has {torch.cuda.device_count()} GPU"):
-        check_processes(train_config(params, VARIANT))
+        check_processes(train_config(params, VARIANT, 42))
 
 
 def test_rng_state_of_its_own_gpu_is_saved_and_restored():

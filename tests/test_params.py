@@ -1,19 +1,22 @@
 import pytest
 
 from hseg.errors import UserError
-from hseg.params import check_size, evaluate_settings, parse_variant, study_variants, train_config
+from hseg.settings.base import check_size
+from hseg.settings.evaluate import evaluate_settings
+from hseg.settings.study import parse_variant, study_variants
+from hseg.settings.train import train_config
 
 
 def test_default_params_are_the_full_study(params):
-    cfg = train_config(params, "unet-resnet34-scratch")
+    cfg = train_config(params, "unet-resnet34-scratch", 42)
     assert (cfg.epochs, cfg.batch_size, cfg.lr) == (20, 16, 1e-3)
     assert len(study_variants(params)) == 8
 
 
 def test_variant_override_applies_to_that_variant_only(params):
     params["variants"]["unet-resnet34-scratch"] = {"lr": 5e-4}
-    assert train_config(params, "unet-resnet34-scratch").lr == 5e-4
-    assert train_config(params, "unet-resnet50-scratch").lr == 1e-3
+    assert train_config(params, "unet-resnet34-scratch", 42).lr == 5e-4
+    assert train_config(params, "unet-resnet50-scratch", 42).lr == 1e-3
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -26,23 +29,24 @@ def test_variant_override_applies_to_that_variant_only(params):
 def test_bad_train_values_are_named(params, key, value, message):
     params["train"][key] = value
     with pytest.raises(UserError) as err:
-        train_config(params, "unet-resnet34-scratch")
+        train_config(params, "unet-resnet34-scratch", 42)
     assert message in str(err.value)
 
 
 def test_bad_variant_override_names_the_variant(params):
     params["variants"]["unet-resnet34-scratch"] = {"lr": -1}
     with pytest.raises(UserError, match=r"variants.unet-resnet34-scratch.lr = -1"):
-        train_config(params, "unet-resnet34-scratch")
+        train_config(params, "unet-resnet34-scratch", 42)
     params["variants"]["unet-resnet34-scratch"] = {"learning_rate": 1}
-    with pytest.raises(UserError, match=r"unknown key\(s\) \['learning_rate'\]"):
-        train_config(params, "unet-resnet34-scratch")
+    with pytest.raises(UserError, match=r"variants.unet-resnet34-scratch.learning_rate = 1: unknown key; "
+                                        r"allowed keys are epochs, batch_size, .*, lr, "):
+        train_config(params, "unet-resnet34-scratch", 42)
 
 
 @pytest.mark.parametrize("axis, value, message", [
-    ("archs", ["unet", "pspnett"], "study.archs = 'pspnett': not provided by segmentation-models-pytorch"),
-    ("encoders", ["resnet19"], "study.encoders = 'resnet19'"),
-    ("weights", ["ssl"], "study.weights = 'ssl': allowed values are scratch, imagenet"),
+    ("archs", ["unet", "pspnett"], "study.archs[1] = 'pspnett': not provided by segmentation-models-pytorch"),
+    ("encoders", ["resnet19"], "study.encoders[0] = 'resnet19'"),
+    ("weights", ["ssl"], "study.weights[0] = 'ssl': allowed values are scratch, imagenet"),
     ("archs", [], "must be a non-empty list"),
 ])
 def test_bad_study_axes_are_named(params, axis, value, message):
@@ -74,7 +78,7 @@ def test_any_smp_architecture_and_encoder_is_a_params_only_change(params):
     from hseg.models import build_model
     params["study"].update(archs=["fpn"], encoders=["resnet18"], weights=["scratch"])
     assert study_variants(params) == ["fpn-resnet18-scratch"]
-    cfg = train_config(params, "fpn-resnet18-scratch")
+    cfg = train_config(params, "fpn-resnet18-scratch", 42)
     model = build_model(cfg.arch, cfg.encoder, cfg.weights, 7)
     assert type(model).__name__ == "FPN" and model.encoder.__class__.__name__ == "ResNetEncoder"
 
@@ -92,30 +96,30 @@ def test_tta_sides_are_a_list_of_multiples_of_32(params):
 
 
 def test_level_weight_is_a_non_negative_number_for_the_flat_loss_only(params):
-    assert train_config(params, "unet-resnet34-scratch").level_weight == 0
+    assert train_config(params, "unet-resnet34-scratch", 42).level_weight == 0
     params["train"]["level_weight"] = 0.5
-    assert train_config(params, "unet-resnet34-scratch").level_weight == 0.5
+    assert train_config(params, "unet-resnet34-scratch", 42).level_weight == 0.5
     params["train"]["loss"] = "tree"
-    with pytest.raises(UserError, match=r"train.level_weight = 0.5 applies to the flat loss only"):
-        train_config(params, "unet-resnet34-scratch")
+    with pytest.raises(UserError, match=r"train.level_weight = 0.5: applies to the flat loss only"):
+        train_config(params, "unet-resnet34-scratch", 42)
     params["train"].update(loss="flat", level_weight=-1)
     with pytest.raises(UserError, match=r"train.level_weight = -1"):
-        train_config(params, "unet-resnet34-scratch")
+        train_config(params, "unet-resnet34-scratch", 42)
 
 
 def test_decoder_width_is_a_positive_number_for_archs_with_decoder_channels(params):
-    assert train_config(params, "unet-resnet34-scratch").decoder_width == 1.0
+    assert train_config(params, "unet-resnet34-scratch", 42).decoder_width == 1.0
     params["train"]["decoder_width"] = 0.5
-    assert train_config(params, "unet-resnet34-scratch").decoder_width == 0.5
-    assert train_config(params, "deeplabv3plus-resnet50-imagenet").decoder_width == 0.5
+    assert train_config(params, "unet-resnet34-scratch", 42).decoder_width == 0.5
+    assert train_config(params, "deeplabv3plus-resnet50-imagenet", 42).decoder_width == 0.5
     for value in (0, -0.5, "half", True):
         params["train"]["decoder_width"] = value
         with pytest.raises(UserError, match=rf"train.decoder_width = {value!r}: must be a positive number"):
-            train_config(params, "unet-resnet34-scratch")
+            train_config(params, "unet-resnet34-scratch", 42)
     # FPN has no decoder_channels argument: refused before any compute, unless its variant sets 1
     params["train"]["decoder_width"] = 0.5
     with pytest.raises(UserError, match=r"train.decoder_width = 0.5: fpn has no decoder_channels to scale.*"
                                         r"variants.<variant>.decoder_width.*unet"):
-        train_config(params, "fpn-resnet34-scratch")
+        train_config(params, "fpn-resnet34-scratch", 42)
     params["variants"]["fpn-resnet34-scratch"] = {"decoder_width": 1}
-    assert train_config(params, "fpn-resnet34-scratch").decoder_width == 1.0
+    assert train_config(params, "fpn-resnet34-scratch", 42).decoder_width == 1.0

@@ -165,11 +165,22 @@ def test_worker_count_changes_nothing_and_prepare_output_is_byte_stable(repo):
 
 def test_code_edits_rerun_exactly_the_stages_that_run_that_code(repo):
     everything = {"prepare", "summarize", "plot"} | stages("train") | stages("evaluate")
+    trains, evaluates = stages("train"), stages("evaluate")
     for module, expected in (("hseg/plots.py", {"plot"}),
-                             ("hseg/losses.py", stages("train")),
-                             ("hseg/runtime.py", stages("train") | stages("evaluate")),
+                             ("hseg/losses.py", trains),
+                             ("hseg/runtime.py", trains | evaluates),
                              ("hseg/summary.py", {"summarize"}),
-                             ("hseg/tree.py", everything - {"summarize"})):
+                             ("hseg/tree.py", everything),
+                             # each stage's settings checks are its own; the cache format is every stage's
+                             # that reads the caches
+                             ("hseg/settings/plot.py", {"plot"}),
+                             ("hseg/settings/train.py", trains),
+                             ("hseg/settings/evaluate.py", evaluates),
+                             ("hseg/settings/data.py", {"prepare"}),
+                             ("hseg/settings/study.py", trains | evaluates | {"summarize", "plot"}),
+                             ("hseg/settings/base.py", everything),
+                             ("hseg/cache.py", everything - {"summarize"}),
+                             ("hseg/dataset.py", {"prepare"})):
         original = (repo / module).read_text()
         (repo / module).write_text(original + "\n# an edit\n")
         try:
@@ -177,6 +188,35 @@ def test_code_edits_rerun_exactly_the_stages_that_run_that_code(repo):
         finally:
             (repo / module).write_text(original)
     assert changed_stages(repo) == set()
+
+
+def edit_and_repro(repo, module: str) -> list[set[str]]:
+    """The stages `dvc repro` runs after a comment line is added to ``module``, then after it is taken
+    out again; afterwards nothing is left to run."""
+    path = repo / module
+    original = path.read_text()
+    path.write_text(original + "\n# a comment: the code does the same\n")
+    try:
+        runs = [ran(sh(DVC + ["repro"], repo).stdout)]
+    finally:
+        path.write_text(original)
+    runs.append(ran(sh(DVC + ["repro"], repo).stdout))
+    assert changed_stages(repo) == set()
+    return runs
+
+
+def test_editing_the_plot_settings_module_reruns_only_plot(repo):
+    assert edit_and_repro(repo, "hseg/settings/plot.py") == [{"plot"}, {"plot"}]
+
+
+def test_editing_the_dataset_code_reruns_prepare_and_nothing_after_it_when_the_caches_do_not_change(repo):
+    """hseg/dataset.py is prepare's (decoding) alone: train, evaluate and plot read the caches through
+    hseg/cache.py. prepare reruns; its outputs come out byte-identical, so DVC runs nothing downstream."""
+    caches = {f: (repo / "data" / "prepared" / f).read_bytes() for f in ("train.pt", "val.pt")}
+    edited, restored = edit_and_repro(repo, "hseg/dataset.py")
+    assert edited == {"prepare"}
+    assert restored <= {"prepare"}  # back to a state DVC's run-cache knows: it may restore the outputs instead
+    assert {f: (repo / "data" / "prepared" / f).read_bytes() for f in caches} == caches
 
 
 def test_metrics_show_and_plots_diff(repo):

@@ -15,9 +15,9 @@ from PIL import Image
 from hseg import layout
 from hseg.colours import level_palette, node_colours
 from hseg.errors import UserError
-from hseg.params import train_config
 from hseg.predict import chosen_tta, collect_images, parser, predict_files, run
 from hseg.runtime import upsample_argmax
+from hseg.settings.train import train_config
 from hseg.train import build_training_model, save_weights
 from hseg.tree import build_tree
 from tests.synthetic import CLASSES
@@ -32,7 +32,7 @@ def weights(tmp_path_factory):
     """An untrained unet-resnet34 checkpoint at 64 px (predict's plumbing does not need a good model)."""
     import yaml
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    cfg = train_config(params, "unet-resnet34-scratch")
+    cfg = train_config(params, "unet-resnet34-scratch", 42)
     tree = build_tree(params["classes"]["tree"], "bg", CLASSES)
     net, _ = build_training_model(cfg, tree, torch.device("cpu"), 1)
     path = tmp_path_factory.mktemp("w") / "w.pt"

@@ -1,7 +1,6 @@
 """Named profiles (profiles/*.yaml) and `python -m hseg exp`: every profile yields params the
 checks accept, the original recipe is exact, and a profile's params do not depend on what an
 earlier experiment left in the workspace."""
-import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +10,21 @@ import yaml
 
 from hseg import exp
 from hseg.errors import UserError
-from hseg.params import (Augment, deep_merge, dev_fraction, evaluate_settings, load_params, plot_settings,
-                         prepare_settings, study_seeds, study_variants, train_config)
+from hseg.settings.base import load_params
+from hseg.settings.data import data_settings, prepare_settings
+from hseg.settings.evaluate import evaluate_settings
+from hseg.settings.plot import plot_settings
+from hseg.settings.study import study_settings, study_variants
+from hseg.settings.train import Augment, deep_merge, train_config
 from hseg.train import check_batching
+
+
+def dev_fraction(params: dict) -> float:
+    return data_settings(params).dev_fraction
+
+
+def study_seeds(params: dict) -> list[int]:
+    return study_settings(params).seeds
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = exp.profile_names(ROOT / "profiles")

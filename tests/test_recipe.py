@@ -14,16 +14,11 @@ from segmentation_models_pytorch.losses import FocalLoss, LovaszLoss
 from hseg.augment import augment_batch, draw_augment
 from hseg.errors import UserError
 from hseg.losses import SegLoss, class_weights, focal_loss, lovasz_softmax, make_loss
-from hseg.params import (
-    Augment,
-    deep_merge,
-    epoch_side,
-    evaluate_settings,
-    load_params,
-    prepare_settings,
-    study_variants,
-    train_config,
-)
+from hseg.settings.base import load_params
+from hseg.settings.data import prepare_settings
+from hseg.settings.evaluate import evaluate_settings
+from hseg.settings.study import study_variants
+from hseg.settings.train import Augment, deep_merge, epoch_side, train_config
 from hseg.train import LrFactor, check_batching
 from hseg.tree import IGNORE
 from tests.synthetic import CLASSES
@@ -53,7 +48,7 @@ def readme_command(name: str) -> str:
 
 def test_readme_original_recipe_command_sets_exactly_the_study_values(params, tmp_path):
     params = apply_overrides(params, readme_command("original"), tmp_path)
-    cfg = train_config(params, VARIANT)
+    cfg = train_config(params, VARIANT, 42)
     assert prepare_settings(params).size == 256
     assert ((cfg.epochs, cfg.batch_size, cfg.crop, cfg.optimizer, cfg.lr, cfg.weight_decay)
             == (20, 16, 0, "adam", 1e-3, 0))
@@ -62,7 +57,7 @@ def test_readme_original_recipe_command_sets_exactly_the_study_values(params, tm
     assert {k: w for k, w in cfg.loss_weights.items() if w} == {"ce": 1.0}
     assert cfg.augment == Augment(hflip=True, scale=(1.0, 1.0), shift=0, rotate=0, brightness=0, contrast=0)
     assert params["study"] == {"archs": ["unet", "deeplabv3plus"], "encoders": ["resnet34", "resnet50"],
-                               "weights": ["scratch", "imagenet"]}
+                               "weights": ["scratch", "imagenet"], "seeds": [42, 43, 44]}  # trains seed 42
 
 
 @pytest.mark.parametrize("name", ["quick", "hour"])
@@ -83,7 +78,7 @@ def test_readme_study_commands_set_existing_keys_to_valid_values(params, name, t
     assert set(per_variant) <= set(variants), "a per-variant override names a variant outside the study"
     assert variants and all(v.endswith("-scratch") for v in variants)
     for variant in variants:    # validates every value the train stage will read
-        cfg = train_config(params, variant)
+        cfg = train_config(params, variant, 42)
         check_batching(cfg, cfg.processes, 2826)                  # the real train split's size
         assert cfg.crop == 0 and cfg.class_weights == "inverse_sqrt"
     assert prepare_settings(params).size % 32 == 0
@@ -93,14 +88,14 @@ def test_readme_study_commands_set_existing_keys_to_valid_values(params, name, t
 def test_readme_variant_override_example_works_through_dvc(params, tmp_path):
     example = re.search(r"`(dvc exp run -S '\+\+variants[^`]+)`", (ROOT / "README.md").read_text()).group(1)
     params = apply_overrides(params, example, tmp_path)
-    cfg = train_config(params, VARIANT)
+    cfg = train_config(params, VARIANT, 42)
     assert cfg.lr == 0.0005 and cfg.warmup_epochs == 2
     assert cfg.schedule == params["train"]["scheduler"]["name"]          # the other scheduler keys kept
-    assert train_config(params, "unet-resnet50-scratch").lr == params["train"]["lr"]
+    assert train_config(params, "unet-resnet50-scratch", 42).lr == params["train"]["lr"]
 
 
 def test_default_recipe_is_the_improved_one(params):
-    cfg = train_config(params, VARIANT)
+    cfg = train_config(params, VARIANT, 42)
     assert cfg.loss_weights["dice"] > 0 and cfg.schedule == "warmup_cosine" and cfg.optimizer == "adamw"
     assert cfg.loss_weights["focal"] > 0 and not cfg.loss_weights["lovasz"]  # a tie at a third of the cost
     assert cfg.class_weights == "inverse_sqrt"
@@ -112,7 +107,7 @@ def test_default_recipe_is_the_improved_one(params):
 def schedule_cfg(params, **sched):
     params["train"]["scheduler"].update(sched)
     params["train"].update(epochs=3, lr=0.01)
-    return train_config(params, VARIANT)
+    return train_config(params, VARIANT, 42)
 
 
 def test_warmup_cosine_rises_linearly_then_reaches_the_floor_at_the_last_step(params):
@@ -144,7 +139,7 @@ def test_optimizer_steps_match_adam_by_hand(params, kind):
     Adam adds weight_decay * p to the gradient."""
     from hseg.train import make_optimizer
     params["train"].update(optimizer=kind, lr=0.1, weight_decay=0.01)
-    cfg = train_config(params, VARIANT)
+    cfg = train_config(params, VARIANT, 42)
     torch.manual_seed(8)
     net = torch.nn.Linear(3, 2)
     p0 = [t.detach().clone().double() for t in net.parameters()]
@@ -171,7 +166,7 @@ def test_fused_optimizer_matches_the_default_loop_on_a_channels_last_network_and
     """The fused kernel walks raw storage: channels_last conv weights (as the pipeline's) must get
     the default loop's update, and a resumed optimizer must stay fused."""
     from hseg.train import make_optimizer
-    cfg = train_config(params, VARIANT)
+    cfg = train_config(params, VARIANT, 42)
     torch.manual_seed(3)
     nets = [torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Conv2d(8, 4, 1))
             .to(memory_format=torch.channels_last) for _ in range(2)]
@@ -306,7 +301,7 @@ def test_inverse_class_weights_by_hand():
 
 def test_every_class_weights_value_params_accept_has_a_scheme():
     from hseg.losses import WEIGHT_POWERS
-    from hseg.params import CLASS_WEIGHTS
+    from hseg.settings.train import CLASS_WEIGHTS
     assert set(CLASS_WEIGHTS) == {"none", *WEIGHT_POWERS}
 
 
@@ -491,8 +486,8 @@ def test_progressive_side_keeps_the_views_of_the_full_side():
 
 def test_variant_overrides_merge_deeply(params):
     params["variants"][VARIANT] = {"scheduler": {"warmup_epochs": 3}, "augment": {"rotate": 5}}
-    cfg = train_config(params, VARIANT)
-    base = train_config(params, "unet-resnet50-scratch")
+    cfg = train_config(params, VARIANT, 42)
+    base = train_config(params, "unet-resnet50-scratch", 42)
     assert cfg.warmup_epochs == 3 and cfg.schedule == base.schedule and cfg.eta_min == base.eta_min
     assert cfg.augment.rotate == 5 and cfg.augment.scale == base.augment.scale
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
@@ -503,23 +498,23 @@ def test_variant_overrides_merge_deeply(params):
     ("augment", {"scale": [2.0, 0.5]}, "train.augment.scale = [2.0, 0.5]: must be a zoom range"),
     ("augment", {"scale": 0.25}, "train.augment.scale = 0.25"),
     ("loss_weights", {"ce": 0, "dice": 0, "lovasz": 0, "focal": 0}, "at least one term"),
-    ("loss_weights", {"tversky": 1}, "unknown key(s) ['tversky']"),
+    ("loss_weights", {"tversky": 1}, "train.loss_weights.tversky = 1: unknown key; allowed keys are ce, dice, lovasz, focal"),
     ("crop", 100, "train.crop = 100: the models need a multiple of 32"),
     ("optimizer", "sgd", "train.optimizer = 'sgd': allowed values are adam, adamw"),
     ("class_weights", "inverse_log", "allowed values are none, inverse_sqrt, inverse"),
     ("scheduler", {"name": "step"}, "train.scheduler.name = 'step'"),
     ("compile", 1, "train.compile = 1: must be true or false"),
     ("progressive", [96, 128], "train.progressive = [96, 128]: must be a list of [epochs, side] pairs"),
-    ("progressive", [[0, 96]], "train.progressive epochs = 0: must be a positive integer"),
-    ("progressive", [[4, 100]], "train.progressive side = 100: the models need a multiple of 32"),
+    ("progressive", [[0, 96]], "train.progressive[0].epochs = 0: must be a positive integer"),
+    ("progressive", [[4, 100]], "train.progressive[0].side = 100: the models need a multiple of 32"),
     ("progressive", [[12, 96], [8, 128]], "its 20 epochs leave none of the train.epochs = 20 epochs"),
-    ("progressive", [[4, 192]], "train.progressive: side 192 is not below the full training side, train.crop = 192"),
+    ("progressive", [[4, 192]], "train.progressive[0].side = 192: not below the full training side, train.crop = 192"),
 ])
 def test_bad_recipe_values_are_named(params, key, value, message):
     params["train"]["epochs"] = 20
     params["train"][key] = deep_merge(params["train"][key], value) if isinstance(value, dict) else value
     with pytest.raises(UserError) as err:
-        train_config(params, VARIANT)
+        train_config(params, VARIANT, 42)
     assert message in str(err.value)
 
 
@@ -527,17 +522,17 @@ def test_progressive_too_long_for_a_variants_epochs_names_that_override(params):
     params["train"].update(epochs=20, progressive=[[6, 64]])
     params["variants"][VARIANT] = {"epochs": 5}
     with pytest.raises(UserError, match=re.escape(f"leave none of the variants.{VARIANT}.epochs = 5 epochs")):
-        train_config(params, VARIANT)
-    assert train_config(params, "unet-resnet50-scratch").progressive == ((6, 64),)  # 20 epochs there
+        train_config(params, VARIANT, 42)
+    assert train_config(params, "unet-resnet50-scratch", 42).progressive == ((6, 64),)  # 20 epochs there
 
 
 def test_progressive_stages_give_each_epoch_its_side(params):
     params["train"].update(epochs=6, progressive=[[2, 64], [1, 96]])
-    cfg = train_config(params, VARIANT)
+    cfg = train_config(params, VARIANT, 42)
     assert cfg.progressive == ((2, 64), (1, 96))
     assert [epoch_side(cfg, e) for e in range(6)] == [64, 64, 96, 0, 0, 0]
     params["train"]["progressive"] = []
-    assert [epoch_side(train_config(params, VARIANT), e) for e in range(6)] == [0] * 6
+    assert [epoch_side(train_config(params, VARIANT, 42), e) for e in range(6)] == [0] * 6
 
 
 # --- batching ------------------------------------------------------------------------------------
@@ -548,7 +543,7 @@ def test_progressive_stages_give_each_epoch_its_side(params):
 ])
 def test_every_micro_batch_has_at_least_two_images(params, batch, processes, accumulate, ok):
     params["train"].update(batch_size=batch, accumulate=accumulate)
-    cfg = train_config(params, VARIANT)
+    cfg = train_config(params, VARIANT, 42)
     if not ok:
         with pytest.raises(UserError, match="at least 2 images"):
             check_batching(cfg, processes, 2826)

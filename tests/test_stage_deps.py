@@ -95,3 +95,19 @@ def test_stage_commands_run_the_scripts_checked_here(stages):
     for name, script in STAGES.items():
         module = re.search(r"python -m (\S+)", stages[name]["cmd"]).group(1)
         assert module.replace(".", "/") + ".py" == script
+
+
+def test_each_stage_runs_only_its_own_settings_and_no_decoding_code_but_prepare():
+    """Rerun boundaries are module boundaries: a stage's settings checks are its own module, and the
+    caches are read through hseg/cache.py, so train, evaluate and plot do not run the decoding code."""
+    closures = {name: code_closure(script) for name, script in STAGES.items()}
+    own = {"prepare": "hseg/settings/data.py", "train": "hseg/settings/train.py",
+           "evaluate": "hseg/settings/evaluate.py", "plot": "hseg/settings/plot.py"}
+    for name, closure in closures.items():
+        assert {f for f in closure if f.startswith("hseg/settings/")} - {own[name]} <= {
+            "hseg/settings/base.py", "hseg/settings/classes.py", "hseg/settings/study.py"}, name
+        assert own[name] in closure and "hseg/cache.py" in closure
+        if name != "prepare":
+            assert not {"hseg/dataset.py", "hseg/prepare.py"} & closure, name
+    assert "hseg/settings/study.py" not in closures["prepare"]
+    assert not (ROOT / "hseg" / "settings" / "__init__.py").stat().st_size  # runs nothing, so tracked by no stage

@@ -18,7 +18,7 @@ from hseg.dataset import read_ids
 from hseg.errors import UserError
 from hseg.metrics import confusion_matrix, hierarchical_scores
 from hseg.models import build_model
-from hseg.params import train_config
+from hseg.settings.train import train_config
 from hseg.tracking import EpochLog, finished_history, read_history
 from hseg.train import train_variant
 from tests.synthetic import prepared_workdir
@@ -42,7 +42,7 @@ def load(work, split):
 def train_once(work, tree, out: Path, **overrides):
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["train"].update(overrides)
-    cfg = train_config(params, VARIANT)
+    cfg = train_config(params, VARIANT, 42)
     train_variant(cfg, tree, load(work, "train"), load(work, "val"), weights_out=out / "w.pt",
                   live_dir=out / "live", resume_path=out / "resume.pt", progress=False)
     return torch.load(out / "w.pt", weights_only=False)["state_dict"], strip_time(out / "live")
@@ -164,7 +164,7 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(workdir):
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
         results[processes] = torch.load(workdir / "models" / f"{VARIANT}.pt", weights_only=False)["state_dict"]
-    torch.manual_seed(params["train"]["seed"])
+    torch.manual_seed(42)
     init = build_model("unet", "resnet34", "scratch", 7).state_dict()
     keys = [k for k, v in init.items() if v.is_floating_point() and "running" not in k]
     single, multi = (torch.cat([r[k].float().flatten() for k in keys]) for r in (results[1], results[2]))
@@ -223,7 +223,7 @@ def test_resume_checkpoint_needs_the_same_params_data_content_and_code(workdir, 
     from hseg.train import Checkpoint, LrFactor, build_training_model, fingerprint, make_optimizer
 
     params = yaml.safe_load((workdir / "params.yaml").read_text())
-    cfg = train_config(params, VARIANT)
+    cfg = train_config(params, VARIANT, 42)
     cache = load(workdir, "train")
     net, _ = build_training_model(cfg, tree, torch.device("cpu"), 1)
 
@@ -277,7 +277,7 @@ def test_deeplab_trains_when_the_split_leaves_a_remainder_of_one(workdir, tree, 
     BatchNorm after ASPP pooling cannot train on); batch 6 in 3 micro-batches of 2 leaves 4 over."""
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["train"].update(epochs=1, batch_size=batch_size, accumulate=accumulate, val_every=1)
-    cfg = train_config(params, "deeplabv3plus-resnet34-scratch")
+    cfg = train_config(params, "deeplabv3plus-resnet34-scratch", 42)
     last = train_variant(cfg, tree, load(workdir, "train"), load(workdir, "val"), weights_out=tmp_path / "w.pt",
                          live_dir=tmp_path / "live", resume_path=tmp_path / "r.pt", progress=False)
     assert last["epoch"] == 1 and np.isfinite(last["train_loss"])
@@ -307,7 +307,7 @@ def trained_model_and_val(workdir):
 @pytest.mark.slow
 def test_evaluate_flip_tta_scores_the_mirror_averaged_logits(workdir, tree):
     from hseg.evaluate import evaluate_model, evaluate_weights
-    from hseg.params import evaluate_settings
+    from hseg.settings.evaluate import evaluate_settings
     weights, model, meta, val = trained_model_and_val(workdir)
     device = torch.device("cpu")
 
@@ -319,7 +319,7 @@ def test_evaluate_flip_tta_scores_the_mirror_averaged_logits(workdir, tree):
     np.testing.assert_array_equal(with_tta, confusion(_MirrorAveraged(model).eval(), False))
     # and params' evaluate.flip_tta is what the evaluate stage passes on
     settings = evaluate_settings({"evaluate": {"flip_tta": True, "precision": "fp32", "batch_size": 4,
-                                               "device": "cpu"}})
+                                               "device": "cpu", "tta_sides": []}})
     np.testing.assert_array_equal(with_tta, evaluate_weights(weights, val, tree, settings, False)[1]["confusion"])
 
 
@@ -343,7 +343,7 @@ class _ScaleAveraged(torch.nn.Module):
 @pytest.mark.slow
 def test_evaluate_tta_sides_scores_the_scale_averaged_logits(workdir, tree):
     from hseg.evaluate import evaluate_model, evaluate_weights
-    from hseg.params import evaluate_settings
+    from hseg.settings.evaluate import evaluate_settings
     weights, model, meta, val = trained_model_and_val(workdir)
     side = val["images"].shape[-1]
     sides = (side - 32, side + 32)
@@ -413,8 +413,15 @@ def test_each_rank_saves_and_restores_its_own_rng_state(workdir, tree, tmp_path,
     process restores its own: a resume with more processes than wrote it keeps the extra ones' own
     seeding, and no process touches the RNG of a GPU it does not use (set_rng_state_all failed when
     the checkpoint held more GPU states than the resuming machine has GPUs)."""
-    from hseg.train import (Checkpoint, LrFactor, build_training_model, fingerprint, make_optimizer, rng_state,
-                            seed_process)
+    from hseg.train import (
+        Checkpoint,
+        LrFactor,
+        build_training_model,
+        fingerprint,
+        make_optimizer,
+        rng_state,
+        seed_process,
+    )
     cfg = train_config(yaml.safe_load((workdir / "params.yaml").read_text()), VARIANT)
     net, _ = build_training_model(cfg, tree, torch.device("cpu"), 1)
 
@@ -468,8 +475,10 @@ def test_each_rank_saves_and_restores_its_own_rng_state(workdir, tree, tmp_path,
 def _nonfinite_worker(rank: int, store: str, out: str, params: dict) -> None:
     """One of 2 gloo processes: a step whose loss is NaN on process 1 only, then a finite step."""
     import json as json_
+
     import torch.distributed as dist
     import torch.nn.functional as F
+
     from hseg.train import Learner, train_step
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)

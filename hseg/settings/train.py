@@ -1,0 +1,284 @@
+"""``train`` (the recipe every variant uses) and ``variants.<variant>`` (its overrides): the train
+stage's settings, read into one :class:`TrainConfig` per variant and seed."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, NamedTuple
+
+from pydantic import BeforeValidator, PlainValidator, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .base import (
+    DEVICES,
+    PRECISIONS,
+    Bool,
+    Namer,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Settings,
+    Size,
+    check,
+    choice,
+    is_int,
+    is_number,
+    render,
+    rule,
+    section,
+    size_problem,
+    under,
+)
+from .study import decoder_width_problem, parse_variant
+
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("warmup_cosine", "cosine_restarts")
+LOSSES = ("flat", "tree")
+LOSS_TERMS = ("ce", "dice", "lovasz", "focal")
+CLASS_WEIGHTS = ("none", "inverse_sqrt", "inverse")
+
+
+@dataclass
+class Augment:
+    """Batch augmentation on the training device. The defaults (flips only: the original study's
+    augmentation) serve code that builds one directly (tests, benchmarks); train_config sets every
+    field from params.yaml."""
+    hflip: bool = True
+    scale: tuple = (1.0, 1.0)  # random zoom range [min, max], drawn log-uniformly (0.5, 2.0: the standard recipe)
+    shift: float = 0.0       # extra random shift, fraction of the image side
+    rotate: float = 0.0      # random rotation in degrees, +-
+    brightness: float = 0.0  # additive, +- in units of the [0,1] intensity range
+    contrast: float = 0.0    # multiplicative, 1 +- contrast
+
+
+@dataclass
+class TrainConfig:
+    variant: str
+    arch: str
+    encoder: str
+    weights: str
+    epochs: int
+    batch_size: int
+    crop: int                # training crop side in pixels; 0 = the cache size (no cropping)
+    optimizer: str
+    lr: float
+    weight_decay: float
+    schedule: str            # warmup_cosine | cosine_restarts
+    warmup_epochs: float
+    t0: int
+    eta_min: float
+    seed: int
+    precision: str
+    device: str
+    loss: str
+    loss_weights: dict       # term -> weight, terms from LOSS_TERMS
+    class_weights: str       # none | inverse_sqrt | inverse
+    tree_weight: float
+    tree_gamma: float
+    level_weight: float      # flat loss: weight of the terms on the coarser levels' summed probabilities
+    val_every: int
+    processes: int
+    accumulate: int
+    compile: bool            # torch.compile the model (CUDA only)
+    decoder_width: float     # scales smp's default decoder channels (1 = the default model)
+    augment: Augment
+    progressive: tuple       # ((epochs, side), ...): progressive resizing, the first epochs at smaller sides
+
+
+def epoch_side(cfg: TrainConfig, epoch: int) -> int:
+    """The side epoch ``epoch`` (0-based) trains at under ``cfg.progressive``; 0 = the full side."""
+    end = 0
+    for epochs, side in cfg.progressive:
+        end += epochs
+        if epoch < end:
+            return side
+    return 0
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``base`` with ``override`` laid over it; nested mappings merge key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+# --- the recipe's sections -----------------------------------------------------------------------
+
+class Scheduler(Settings):
+    name: choice(*SCHEDULES)
+    warmup_epochs: NonNegativeFloat
+    T_0: PositiveInt               # cosine_restarts: epochs per cycle
+    eta_min: NonNegativeFloat
+
+
+class LossWeights(Settings):
+    ce: NonNegativeFloat
+    dice: NonNegativeFloat
+    lovasz: NonNegativeFloat
+    focal: NonNegativeFloat
+
+    @model_validator(mode="after")
+    def _one_term(self):
+        if not any(self.model_dump().values()):
+            raise PydanticCustomError("no_term", "at least one term needs a weight above 0")
+        return self
+
+
+class TreeLoss(Settings):
+    weight: NonNegativeFloat       # the tree-min term's weight
+    gamma: NonNegativeFloat        # its focal exponent
+
+
+def _zoom(value) -> bool:
+    return (isinstance(value, list) and len(value) == 2 and all(is_number(x) and x > 0 for x in value)
+            and value[0] <= value[1])
+
+
+class AugmentSettings(Settings):
+    hflip: Bool
+    scale: Annotated[tuple, rule(_zoom, "must be a zoom range [min, max] with 0 < min <= max, e.g. [0.5, 2.0]; "
+                                        "[1, 1] turns zoom off", lambda v: (float(v[0]), float(v[1])))]
+    shift: NonNegativeFloat
+    rotate: NonNegativeFloat
+    brightness: NonNegativeFloat
+    contrast: NonNegativeFloat
+
+
+class Stage(NamedTuple):
+    """One progressive-resizing stage: its epochs at a smaller side."""
+    epochs: PositiveInt
+    side: Size
+
+
+PROGRESSIVE_EXAMPLE = "e.g. [[8, 128], [6, 160]]: 8 epochs at 128 px, 6 at 160, the rest at the full side; [] = off"
+
+
+def _pairs(value):
+    if not isinstance(value, list) or not all(isinstance(v, list) and len(v) == 2 for v in value):
+        raise PydanticCustomError("pairs", f"must be a list of [epochs, side] pairs, {PROGRESSIVE_EXAMPLE}")
+    return value
+
+
+def _crop(value):
+    if not is_int(value) or value < 0:
+        raise PydanticCustomError("crop", "must be 0 (train on the whole cached image) or a positive multiple of 32")
+    if value and size_problem(value):
+        raise PydanticCustomError("crop", size_problem(value))
+    return value
+
+
+def _namer(info: ValidationInfo) -> Namer:
+    return (info.context or {}).get("name") or under("train")
+
+
+class TrainRecipe(Settings):
+    """``train`` (and, laid over it, ``variants.<variant>``). Fields in params.yaml's order: the
+    checks that read other fields (progressive, level_weight) come after them."""
+    REFUSED = {"seed": "not a train setting: seeds are the study axis (study.seeds), each variant trains "
+                       "once per seed"}
+
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    crop: Annotated[int, PlainValidator(_crop)]  # 0 = whole cached images
+    progressive: Annotated[list[Stage], BeforeValidator(_pairs)]
+    optimizer: choice(*OPTIMIZERS)
+    lr: PositiveFloat
+    weight_decay: NonNegativeFloat
+    scheduler: Scheduler
+    loss: choice(*LOSSES)
+    loss_weights: LossWeights
+    level_weight: NonNegativeFloat
+    class_weights: choice(*CLASS_WEIGHTS)
+    tree_loss: TreeLoss
+    val_every: PositiveInt
+    precision: choice(*PRECISIONS)
+    device: choice(*DEVICES)
+    processes: PositiveInt
+    accumulate: PositiveInt
+    compile: Bool
+    decoder_width: PositiveFloat
+    augment: AugmentSettings
+
+    @field_validator("progressive")
+    @classmethod
+    def _leaves_full_side_epochs(cls, stages: list, info: ValidationInfo):
+        """At least the last epoch trains at the full side, and each stage's side is below it. (Sides
+        against the cache size, when crop is 0, are checked once the cache is read.)"""
+        name = _namer(info)
+        epochs, crop = info.data.get("epochs"), info.data.get("crop")
+        total = sum(s.epochs for s in stages)
+        if epochs is not None and total >= epochs:
+            raise PydanticCustomError(
+                "progressive", f"its {total} epochs leave none of the {name(('epochs',))} = {epochs} epochs at the "
+                               f"full training side; shorten the stages or raise {name(('epochs',))} ({PROGRESSIVE_EXAMPLE})")
+        for i, stage in enumerate(stages):
+            if crop and stage.side >= crop:
+                raise PydanticCustomError(
+                    "progressive", f"not below the full training side, {name(('crop',))} = {crop}; progressive "
+                                   f"sides must be smaller ({PROGRESSIVE_EXAMPLE})", {"at": (i, 1), "value": stage.side})
+        return stages
+
+    @field_validator("level_weight")
+    @classmethod
+    def _flat_loss_only(cls, weight: float, info: ValidationInfo):
+        if weight and info.data.get("loss", "flat") != "flat":
+            raise PydanticCustomError(
+                "flat_only", f"applies to the flat loss only; the tree loss already scores every level (set it to "
+                             f"0, or {_namer(info)(('loss',))} to flat)")
+        return weight
+
+    @field_validator("decoder_width")
+    @classmethod
+    def _arch_has_decoder_channels(cls, width: float, info: ValidationInfo):
+        arch = (info.context or {}).get("arch")
+        problem = arch and decoder_width_problem(width, arch)
+        if problem:
+            raise PydanticCustomError("decoder_width", problem)
+        return width
+
+
+# A variant's overrides: a mapping of train keys (an empty entry, `name:`, overrides nothing).
+Overrides = Annotated[dict, rule(lambda v: v is None or isinstance(v, dict),
+                                 "must be a mapping of train keys to override (empty: none)", lambda v: v or {})]
+
+
+def _where(variant: str, overrides: dict) -> Namer:
+    """Names a recipe key where the user set it: variants.<variant>.<key> if the override sets it, else train.<key>."""
+    def name(path: tuple) -> str:
+        node = overrides
+        for key in path:
+            if not isinstance(node, dict):
+                break               # the override set this whole value (a list, a number)
+            if key not in node:
+                return "train" + render(path)
+            node = node[key]
+        return (f"variants.{variant}" if path else "train") + render(path)
+    return name
+
+
+def train_config(params: dict, variant: str, seed: int) -> TrainConfig:
+    """The recipe for one variant and seed: ``train`` deep-merged with ``variants.<variant>``.
+    A variant without an entry in ``variants`` has no overrides (any smp arch/encoder can be studied)."""
+    arch, encoder, weights = parse_variant(variant)
+    check(seed, NonNegativeInt, "seed")
+    base = section(params, "train")
+    overrides = check(section(params, "variants").get(variant), Overrides, f"variants.{variant}")
+    if overrides:
+        check(base, TrainRecipe, "train")  # the shared recipe is complete and valid on its own
+    recipe = check(deep_merge(base, overrides), TrainRecipe, _where(variant, overrides),
+                   context={"arch": arch, "name": _where(variant, overrides)})
+    sched, tree_loss = recipe.scheduler, recipe.tree_loss
+    return TrainConfig(
+        variant=variant, arch=arch, encoder=encoder, weights=weights,
+        epochs=recipe.epochs, batch_size=recipe.batch_size, crop=recipe.crop,
+        optimizer=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay,
+        schedule=sched.name, warmup_epochs=sched.warmup_epochs, t0=sched.T_0, eta_min=sched.eta_min,
+        seed=seed, precision=recipe.precision, device=recipe.device,
+        loss=recipe.loss, loss_weights=recipe.loss_weights.model_dump(), class_weights=recipe.class_weights,
+        tree_weight=tree_loss.weight, tree_gamma=tree_loss.gamma, level_weight=recipe.level_weight,
+        val_every=recipe.val_every, processes=recipe.processes, accumulate=recipe.accumulate,
+        compile=recipe.compile, decoder_width=recipe.decoder_width,
+        augment=Augment(**recipe.augment.model_dump()),
+        progressive=tuple((s.epochs, s.side) for s in recipe.progressive),
+    )
