@@ -24,6 +24,7 @@ from tests.synthetic import prepared_workdir
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 ROOT = Path(__file__).resolve().parent.parent
 VARIANT = "deeplabv3plus-resnet34-scratch"
+RUN = f"{VARIANT}-s42"   # a run: the variant trained with seed 42
 try:
     import dvclive  # noqa: F401 - optional: without it training logs no per-epoch metrics
     HAS_DVCLIVE = True
@@ -121,12 +122,12 @@ def test_ddp_with_one_process_and_two_micro_batches_through_the_stage(work):
     (work / "params_acc2.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1",
-           "-m", "stages.train", VARIANT, "--no-progress", "--params", "params_acc2.yaml"]
+           "-m", "stages.train", VARIANT, "42", "--no-progress", "--params", "params_acc2.yaml"]
     done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (work / "models" / f"{VARIANT}.pt").is_file()
+    assert (work / "models" / f"{RUN}.pt").is_file()
     if HAS_DVCLIVE:
-        assert read_history(work / "dvclive" / VARIANT)["epoch"].tolist() == [1, 2]
+        assert read_history(work / "dvclive" / RUN)["epoch"].tolist() == [1, 2]
 
 
 def test_compile_trains_through_progressive_resizing(work, tree):

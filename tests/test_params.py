@@ -7,10 +7,13 @@ from hseg.settings.study import parse_variant, study_variants
 from hseg.settings.train import train_config
 
 
-def test_default_params_are_the_full_study(params):
+def test_default_params_are_the_cpu_study_and_full_is_the_eight_variants(params):
     cfg = train_config(params, "unet-resnet34-scratch", 42)
-    assert (cfg.epochs, cfg.batch_size, cfg.lr) == (20, 16, 1e-3)
-    assert len(study_variants(params)) == 8
+    assert (cfg.epochs, cfg.batch_size, cfg.lr) == (7, 16, 1e-3)
+    assert len(study_variants(params)) == 4
+    from tests.test_profiles import profile_params
+    full = profile_params(params, "full")
+    assert train_config(full, "unet-resnet34-imagenet", 42).epochs == 20 and len(study_variants(full)) == 8
 
 
 def test_variant_override_applies_to_that_variant_only(params):

@@ -1,10 +1,8 @@
 """The per-class IoU table and its heat map follow the tree and keep missing IoUs missing; the report table."""
-import json
 
 import numpy as np
 
 from hseg.plots import iou_heatmap, iou_rows
-from hseg.report import results_table
 
 
 def scores_with(tree, value_of):
@@ -35,18 +33,3 @@ def test_iou_table_and_heat_map_hold_every_class_of_every_level(tree):
         assert (np.ma.is_masked(data[i, 1]) or np.isnan(data[i, 1])) if b is None else data[i, 1] == b
 
 
-def test_report_table_shows_each_variants_epochs_and_scores(tmp_path, tree):
-    metrics, live = tmp_path / "metrics", tmp_path / "dvclive"
-    metrics.mkdir()
-    for variant, miou, epochs in [("unet-resnet34-scratch", 0.26, 9), ("unet-resnet50-scratch", 0.23, None)]:
-        (metrics / f"{variant}.json").write_text(json.dumps({
-            **{f"miou{k}": miou + 0.1 * (2 - k) for k in range(3)}, "pixel_acc2": 0.8,
-            **{f"iou{k}": {name: 0.5 for name in level.names} for k, level in enumerate(tree.levels)}}))
-        if epochs:
-            (live / variant).mkdir(parents=True)
-            (live / variant / "metrics.json").write_text(json.dumps({"step": epochs, "val": {"miou2": miou}}))
-    rows = results_table(metrics, live).splitlines()
-    assert rows[0].startswith("| variant | epochs | mIoU^0 (") and rows[0].endswith("| pixel acc. (level 2) |")
-    assert rows[1].count("---") == 3 + 3
-    assert rows[2] == "| unet-resnet34-scratch | 9 | 0.460 | 0.360 | 0.260 | 0.800 |"
-    assert rows[3] == "| unet-resnet50-scratch | - | 0.430 | 0.330 | 0.230 | 0.800 |"  # no dvclive summary

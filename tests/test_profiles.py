@@ -68,6 +68,17 @@ def test_quick_is_one_seed_of_the_committed_study_with_equal_budgets(params):
     assert dev_fraction(params) > 0 and len(study_seeds(params)) >= 3
 
 
+@pytest.mark.parametrize("name", ["quick", "hour"])
+def test_the_cpu_profiles_train_whole_96px_images_from_scratch_and_score_with_flips(params, name):
+    params = profile_params(params, name)
+    variants = study_variants(params)
+    assert variants and all(v.endswith("-scratch") for v in variants)
+    for variant in variants:
+        cfg = train_config(params, variant, 42)
+        assert cfg.crop == 0 and cfg.class_weights == "inverse_sqrt" and cfg.augment.scale == (1.0, 1.0)
+    assert evaluate_settings(params).flip_tta
+
+
 def test_original_profile_is_exactly_the_original_studys_recipe(params):
     params = profile_params(params, "original")
     cfg = train_config(params, "unet-resnet34-scratch", 42)

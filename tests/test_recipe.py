@@ -16,12 +16,11 @@ from hseg.errors import UserError
 from hseg.losses import SegLoss, class_weights, focal_loss, lovasz_softmax, make_loss
 from hseg.settings.base import load_params
 from hseg.settings.data import prepare_settings
-from hseg.settings.evaluate import evaluate_settings
-from hseg.settings.study import study_variants
 from hseg.settings.train import Augment, deep_merge, epoch_side, train_config
 from hseg.train import LrFactor, check_batching
 from hseg.tree import IGNORE
 from tests.synthetic import CLASSES
+from tests.test_profiles import profile_params
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANT = "unet-resnet34-scratch"
@@ -39,52 +38,6 @@ def apply_overrides(params: dict, command: str, folder: Path) -> dict:
     return load_params(path)   # as the stages read it
 
 
-def readme_command(name: str) -> str:
-    text = (ROOT / "README.md").read_text()
-    match = re.search(rf"^dvc exp run -n {name} .*$", text, re.M)
-    assert match, f"README has no `dvc exp run -n {name}` line"
-    return match.group(0)
-
-
-def test_readme_original_recipe_command_sets_exactly_the_study_values(params, tmp_path):
-    params = apply_overrides(params, readme_command("original"), tmp_path)
-    cfg = train_config(params, VARIANT, 42)
-    assert prepare_settings(params).size == 256
-    assert ((cfg.epochs, cfg.batch_size, cfg.crop, cfg.optimizer, cfg.lr, cfg.weight_decay)
-            == (20, 16, 0, "adam", 1e-3, 0))
-    assert (cfg.schedule, cfg.warmup_epochs, cfg.t0, cfg.eta_min) == ("cosine_restarts", 0, 10, 1e-6)
-    assert cfg.loss == "flat" and cfg.class_weights == "none" and cfg.level_weight == 0
-    assert {k: w for k, w in cfg.loss_weights.items() if w} == {"ce": 1.0}
-    assert cfg.augment == Augment(hflip=True, scale=(1.0, 1.0), shift=0, rotate=0, brightness=0, contrast=0)
-    assert params["study"] == {"archs": ["unet", "deeplabv3plus"], "encoders": ["resnet34", "resnet50"],
-                               "weights": ["scratch", "imagenet"], "seeds": [42, 43, 44]}  # trains seed 42
-
-
-@pytest.mark.parametrize("name", ["quick", "hour"])
-def test_readme_study_commands_set_existing_keys_to_valid_values(params, name, tmp_path):
-    command = readme_command(name)
-    per_variant = []
-    for setting in re.findall(r"-S '?([^' ]+)", command):   # a mistyped key would be a new one
-        path = setting.split("=", 1)[0].split(".")
-        node = params
-        if path[0] == "++variants":  # a variant's override of a train key: that key must exist in train
-            per_variant.append(path[1])
-            node, path = params["train"], path[2:]
-        for part in path:
-            assert part in node, f"README's {name} command sets {setting}, which params.yaml does not have"
-            node = node[part]
-    params = apply_overrides(params, command, tmp_path)
-    variants = study_variants(params)
-    assert set(per_variant) <= set(variants), "a per-variant override names a variant outside the study"
-    assert variants and all(v.endswith("-scratch") for v in variants)
-    for variant in variants:    # validates every value the train stage will read
-        cfg = train_config(params, variant, 42)
-        check_batching(cfg, cfg.processes, 2826)                  # the real train split's size
-        assert cfg.crop == 0 and cfg.class_weights == "inverse_sqrt"
-    assert prepare_settings(params).size % 32 == 0
-    assert evaluate_settings(params).flip_tta          # both are scored with flip TTA, as the README says
-
-
 def test_readme_variant_override_example_works_through_dvc(params, tmp_path):
     example = re.search(r"`(dvc exp run -S '\+\+variants[^`]+)`", (ROOT / "README.md").read_text()).group(1)
     params = apply_overrides(params, example, tmp_path)
@@ -99,7 +52,9 @@ def test_default_recipe_is_the_improved_one(params):
     assert cfg.loss_weights["dice"] > 0 and cfg.schedule == "warmup_cosine" and cfg.optimizer == "adamw"
     assert cfg.loss_weights["focal"] > 0 and not cfg.loss_weights["lovasz"]  # a tie at a third of the cost
     assert cfg.class_weights == "inverse_sqrt"
-    assert 0 < cfg.crop < prepare_settings(params).size and cfg.augment.scale != (1.0, 1.0)
+    full = profile_params(params, "full")       # on a GPU: random crops with zoom ("train small, test big")
+    cfg = train_config(full, VARIANT, 42)
+    assert 0 < cfg.crop < prepare_settings(full).size and cfg.augment.scale != (1.0, 1.0)
 
 
 # --- learning-rate schedule ----------------------------------------------------------------------
@@ -511,7 +466,7 @@ def test_variant_overrides_merge_deeply(params):
     ("progressive", [[4, 192]], "train.progressive[0].side = 192: not below the full training side, train.crop = 192"),
 ])
 def test_bad_recipe_values_are_named(params, key, value, message):
-    params["train"]["epochs"] = 20
+    params["train"].update(epochs=20, crop=192)     # the full study's (profiles/full.yaml)
     params["train"][key] = deep_merge(params["train"][key], value) if isinstance(value, dict) else value
     with pytest.raises(UserError) as err:
         train_config(params, VARIANT, 42)

@@ -9,15 +9,16 @@ import re
 import pytest
 
 from hseg.errors import UserError
-from hseg.settings.base import DEVICES, PRECISIONS, load_params
+from hseg.settings.base import DEVICES, PRECISIONS, load_params, parse_params
 from hseg.settings.classes import class_tree
 from hseg.settings.data import data_settings, prepare_settings
 from hseg.settings.evaluate import evaluate_settings
 from hseg.settings.plot import plot_settings
 from hseg.settings.study import study_settings, study_variants
 from hseg.settings.train import train_config
-from tests.conftest import ROOT
+from tests.conftest import COMMITTED_PARAMS
 from tests.synthetic import CLASSES
+from tests.test_profiles import profile_params
 
 VARIANT = "unet-resnet34-scratch"
 
@@ -52,8 +53,13 @@ def assert_config(cfg, want: dict):
 
 
 @pytest.fixture
-def committed():
-    return load_params(ROOT / "params.yaml")
+def committed(params):
+    """The full study, as params.yaml held it before the settings models: the `full` profile over the
+    committed params.yaml, scored without TTA (the CPU study's defaults differ from it only in values
+    that profile sets, and in flip TTA)."""
+    full = profile_params(params, "full")
+    full["evaluate"]["flip_tta"] = False
+    return full
 
 
 def test_every_committed_variant_gets_the_same_config_as_before(committed):
@@ -112,7 +118,7 @@ def key_paths(node: dict, prefix: tuple = ()):
             yield from key_paths(value, prefix + (key,))
 
 
-@pytest.mark.parametrize("path", [p for p in key_paths(load_params(ROOT / "params.yaml"))
+@pytest.mark.parametrize("path", [p for p in key_paths(parse_params(COMMITTED_PARAMS, "params.yaml"))
                                   if p[0] in READERS and len(p) > 1], ids=".".join)
 def test_a_missing_key_is_an_error_not_a_default(committed, path):
     node = committed

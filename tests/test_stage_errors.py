@@ -79,11 +79,11 @@ def test_prepare_rejects_bad_params_before_decoding(project, edits, fragments):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("args, edits, fragments", [
-    (["stages.train", "unet-resnet34-scratch"], {"train__lr": -0.1}, ["train.lr = -0.1"]),
-    (["stages.train", "unet-resnet19-scratch"], {},
+    (["stages.train", "unet-resnet34-scratch", "42"], {"train__lr": -0.1}, ["train.lr = -0.1"]),
+    (["stages.train", "unet-resnet19-scratch", "42"], {},
      ["encoder = 'resnet19'", "not provided by segmentation-models-pytorch"]),
-    (["stages.train", "unet-resnet34-scratch"], {}, ["data/prepared/train.pt not found", "dvc repro prepare"]),
-    (["stages.evaluate", "unet-resnet34-scratch"], {"evaluate__precision": "fp8"}, ["evaluate.precision = 'fp8'"]),
+    (["stages.train", "unet-resnet34-scratch", "42"], {}, ["data/prepared/train.pt not found", "dvc repro prepare"]),
+    (["stages.evaluate", "unet-resnet34-scratch", "42"], {"evaluate__precision": "fp8"}, ["evaluate.precision = 'fp8'"]),
 ])
 def test_train_and_evaluate_reject_bad_input(project, args, edits, fragments):
     project.write(**edits)
@@ -93,5 +93,5 @@ def test_train_and_evaluate_reject_bad_input(project, args, edits, fragments):
 @pytest.mark.slow
 def test_debug_flag_shows_the_traceback(project):
     project.write(train__epochs=0)
-    proc = run_stage(project.path, "stages.train", "unet-resnet34-scratch", "--debug")
+    proc = run_stage(project.path, "stages.train", "unet-resnet34-scratch", "42", "--debug")
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "train.epochs = 0" in proc.stderr

@@ -25,6 +25,7 @@ from tests.synthetic import prepared_workdir
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANT = "unet-resnet34-scratch"
+RUN = f"{VARIANT}-s42"   # a run: the variant trained with seed 42
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +74,16 @@ def test_same_params_give_identical_weights_and_metrics(workdir, tree, tmp_path)
 
 @pytest.mark.slow
 def test_killed_train_stage_resumes_to_the_same_weights(workdir):
-    weights = workdir / "models" / f"{VARIANT}.pt"
-    resume = workdir / "models" / ".resume" / f"{VARIANT}.pt"
+    weights = workdir / "models" / f"{RUN}.pt"
+    resume = workdir / "models" / ".resume" / f"{RUN}.pt"
     # uninterrupted reference run through the real stage
-    ref = stage(workdir, "stages.train", VARIANT, "--no-progress")
+    ref = stage(workdir, "stages.train", VARIANT, "42", "--no-progress")
     assert ref.wait(timeout=300) == 0, ref.stderr.read()
     reference = torch.load(weights, weights_only=False)["state_dict"]
-    reference_history = strip_time(workdir / "dvclive" / VARIANT)
+    reference_history = strip_time(workdir / "dvclive" / RUN)
     weights.unlink()
 
-    proc = stage(workdir, "stages.train", VARIANT, "--no-progress")
+    proc = stage(workdir, "stages.train", VARIANT, "42", "--no-progress")
     deadline = time.monotonic() + 300
     while not resume.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -91,13 +92,13 @@ def test_killed_train_stage_resumes_to_the_same_weights(workdir):
     proc.wait()
     assert resume.exists() and not weights.exists()
 
-    rerun = stage(workdir, "stages.train", VARIANT, "--no-progress")
+    rerun = stage(workdir, "stages.train", VARIANT, "42", "--no-progress")
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
     assert f"resuming {VARIANT} after epoch" in out
     resumed = torch.load(weights, weights_only=False)["state_dict"]
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)
-    assert strip_time(workdir / "dvclive" / VARIANT) == reference_history  # no epoch logged twice
+    assert strip_time(workdir / "dvclive" / RUN) == reference_history  # no epoch logged twice
     assert not resume.exists()
 
 
@@ -109,16 +110,16 @@ def test_diverging_loss_stops_with_epoch_and_batch_and_writes_no_model(workdir, 
 
 @pytest.mark.slow
 def test_predict_pngs_score_like_evaluate(workdir, tree, tmp_path):
-    weights = workdir / "models" / f"{VARIANT}.pt"
+    weights = workdir / "models" / f"{RUN}.pt"
     if not weights.exists():
-        assert stage(workdir, "stages.train", VARIANT, "--no-progress").wait(timeout=300) == 0
+        assert stage(workdir, "stages.train", VARIANT, "42", "--no-progress").wait(timeout=300) == 0
     # scored with flip and multi-scale TTA, which predict must then apply by default, read from the metrics file
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["evaluate"].update(flip_tta=True, tta_sides=[96])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    ev = stage(workdir, "stages.evaluate", VARIANT, "--no-progress", "--params", str(tmp_path / "params.yaml"))
+    ev = stage(workdir, "stages.evaluate", VARIANT, "42", "--no-progress", "--params", str(tmp_path / "params.yaml"))
     assert ev.wait(timeout=300) == 0, ev.stderr.read()
-    metrics = json.loads((workdir / "metrics" / f"{VARIANT}.json").read_text())
+    metrics = json.loads((workdir / "metrics" / "runs" / f"{RUN}.json").read_text())
     assert metrics["consistency"] == 1.0
     assert metrics["tta"] == {"flip": True, "sides": [96]}
 
@@ -126,7 +127,7 @@ def test_predict_pngs_score_like_evaluate(workdir, tree, tmp_path):
     val_ids = read_ids(root / "val_id.txt")
     images = [root / "JPEGImages" / f"{i}.jpg" for i in val_ids]
     (tmp_path / "broken.jpg").write_bytes(b"")
-    pred = stage(workdir, "hseg", "predict", "--variant", VARIANT, "--no-progress", "-o", str(tmp_path / "out"),
+    pred = stage(workdir, "hseg", "predict", "--run", RUN, "--no-progress", "-o", str(tmp_path / "out"),
                  *map(str, images), str(tmp_path / "broken.jpg"))
     out, err = pred.communicate(timeout=300)
     assert pred.returncode == 1 and "broken.jpg" in err  # unreadable file skipped, reported at the end
@@ -159,11 +160,11 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(workdir):
         params["train"]["processes"] = processes
         params["train"]["accumulate"] = 2 // processes
         (workdir / f"params{processes}.yaml").write_text(yaml.safe_dump(params))
-        proc = stage(workdir, "stages.train", VARIANT, "--no-progress", "--params", f"params{processes}.yaml",
+        proc = stage(workdir, "stages.train", VARIANT, "42", "--no-progress", "--params", f"params{processes}.yaml",
                      env_extra={"OMP_NUM_THREADS": "1"})
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
-        results[processes] = torch.load(workdir / "models" / f"{VARIANT}.pt", weights_only=False)["state_dict"]
+        results[processes] = torch.load(workdir / "models" / f"{RUN}.pt", weights_only=False)["state_dict"]
     torch.manual_seed(42)
     init = build_model("unet", "resnet34", "scratch", 7).state_dict()
     keys = [k for k, v in init.items() if v.is_floating_point() and "running" not in k]
@@ -297,9 +298,9 @@ class _MirrorAveraged(torch.nn.Module):
 def trained_model_and_val(workdir):
     """(weights path, model, its metadata, val cache) of the workdir's variant, trained once."""
     from hseg.models import load_checkpoint
-    weights = workdir / "models" / f"{VARIANT}.pt"
+    weights = workdir / "models" / f"{RUN}.pt"
     if not weights.exists():
-        assert stage(workdir, "stages.train", VARIANT, "--no-progress").wait(timeout=300) == 0
+        assert stage(workdir, "stages.train", VARIANT, "42", "--no-progress").wait(timeout=300) == 0
     model, meta = load_checkpoint(weights)
     return weights, model, meta, load(workdir, "val")
 
@@ -366,20 +367,20 @@ def test_evaluate_tta_sides_scores_the_scale_averaged_logits(workdir, tree):
 
 def test_finished_history_refuses_an_interrupted_log_and_names_it(tmp_path):
     """An interrupted run's dvclive log (its last epoch not validated) must not reach the figures."""
-    directory = tmp_path / "dvclive" / "unet-resnet34-scratch"
+    directory = tmp_path / "dvclive" / "unet-resnet34-scratch-s42"
     log = EpochLog(directory, [])
     log.log({"epoch": 1, "lr": 0.001, "train_loss": 2.5, "seconds": 3.0})
-    with pytest.raises(UserError, match=r"unet-resnet34-scratch.*epoch 1, which was not validated.*"
-                                        r"dvc repro train@unet-resnet34-scratch"):
-        finished_history(directory, "unet-resnet34-scratch")
+    with pytest.raises(UserError, match=r"unet-resnet34-scratch-s42.*epoch 1, which was not validated.*"
+                                        r"dvc repro train@unet-resnet34-scratch-42"):
+        finished_history(directory, "unet-resnet34-scratch-s42")
     log.log({"epoch": 2, "lr": 0.0005, "train_loss": 2.0, "seconds": 3.0, "val_loss": 2.1, "val_miou0": 0.4})
-    history = finished_history(directory, "unet-resnet34-scratch")     # a finished run ends validated
+    history = finished_history(directory, "unet-resnet34-scratch-s42")     # a finished run ends validated
     assert history["epoch"].tolist() == [1, 2]
     assert np.isnan(history["val_loss"][0]) and history["val_loss"][1] == 2.1
     log.log({"epoch": 3, "lr": 0.0001, "train_loss": 1.9, "seconds": 3.0})  # stopped after a validated epoch
     log.close()
     with pytest.raises(UserError, match="epoch 3, which was not validated"):
-        finished_history(directory, "unet-resnet34-scratch")
+        finished_history(directory, "unet-resnet34-scratch-s42")
 
 
 def test_more_processes_than_gpus_is_refused_before_any_work(workdir, tree, tmp_path, monkeypatch):
@@ -392,17 +393,17 @@ def test_more_processes_than_gpus_is_refused_before_any_work(workdir, tree, tmp_
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(UserError, match=r"train.processes = 2 needs one GPU per process, but this machine has 1 GPU"):
-        check_processes(train_config(params, VARIANT))
-    check_processes(train_config(params | {"train": params["train"] | {"processes": 1}}, VARIANT))
+        check_processes(train_config(params, VARIANT, 42))
+    check_processes(train_config(params | {"train": params["train"] | {"processes": 1}}, VARIANT, 42))
     with pytest.raises(UserError, match=r"train.processes = 2 .* has 1 GPU"):  # train_variant checks it too
         train_once(workdir, tree, tmp_path, processes=2)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    check_processes(train_config(params, VARIANT))  # on CPU (gloo) any number of processes may run
+    check_processes(train_config(params, VARIANT, 42))  # on CPU (gloo) any number of processes may run
 
     # the stage refuses before torchrun starts and before the caches are read: none here
     params["train"].update(device="cuda", processes=3)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    proc = stage(tmp_path, "stages.train", VARIANT, "--no-progress", env_extra={"CUDA_VISIBLE_DEVICES": ""})
+    proc = stage(tmp_path, "stages.train", VARIANT, "42", "--no-progress", env_extra={"CUDA_VISIBLE_DEVICES": ""})
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and err.startswith("error: train.processes = 3 needs one GPU per process, but "
                                                    "this machine has 0 GPU(s) (train.device = cuda)"), err
@@ -422,7 +423,7 @@ def test_each_rank_saves_and_restores_its_own_rng_state(workdir, tree, tmp_path,
         rng_state,
         seed_process,
     )
-    cfg = train_config(yaml.safe_load((workdir / "params.yaml").read_text()), VARIANT)
+    cfg = train_config(yaml.safe_load((workdir / "params.yaml").read_text()), VARIANT, 42)
     net, _ = build_training_model(cfg, tree, torch.device("cpu"), 1)
 
     def parts():
@@ -483,7 +484,7 @@ def _nonfinite_worker(rank: int, store: str, out: str, params: dict) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
-        cfg = train_config(params, VARIANT)
+        cfg = train_config(params, VARIANT, 42)
         torch.manual_seed(0)
         net = torch.nn.Conv2d(3, 7, 1)
         model = torch.nn.parallel.DistributedDataParallel(net)
@@ -544,7 +545,7 @@ def test_training_without_dvclive_writes_the_same_weights_and_says_so_once(workd
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["train"].update(epochs=1)
     for run in ("a", "b"):
-        last = train_variant(train_config(params, VARIANT), tree, load(workdir, "train"), load(workdir, "val"),
+        last = train_variant(train_config(params, VARIANT, 42), tree, load(workdir, "train"), load(workdir, "val"),
                              weights_out=tmp_path / run / "w.pt", live_dir=tmp_path / run / "live",
                              resume_path=tmp_path / run / "r.pt", progress=False)
         assert last["epoch"] == 1 and np.isfinite(last["train_loss"])
@@ -564,7 +565,7 @@ def test_compile_uses_static_shapes_on_a_gpu_only(workdir, tree, monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda model, **kw: calls.append(kw) or model)
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["train"].update(compile=True)
-    cfg = train_config(params, VARIANT)
+    cfg = train_config(params, VARIANT, 42)
     build_training_model(cfg, tree, torch.device("cpu"), 1)
     assert calls == []  # CUDA only
     build_training_model(cfg, tree, torch.device("cuda", 0), 1)
