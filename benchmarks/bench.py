@@ -65,8 +65,8 @@ class SeedStyleDataset(torch.utils.data.Dataset):
         image = np.asarray(Image.fromarray(image).resize((self.size, self.size), Image.BILINEAR))
         mask = np.asarray(Image.fromarray(mask).resize((self.size, self.size), Image.NEAREST))
         x = torch.from_numpy(image.transpose(2, 0, 1).copy()).float() / 255
-        return (x - torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1), \
-            torch.from_numpy(mask.astype(np.int64))
+        return (x - torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)) / \
+            torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1), torch.from_numpy(mask.astype(np.int64))
 
 
 def flops_per_image(model, size: int, batch: int) -> float:
@@ -86,7 +86,8 @@ def child_peak_rss_gb(code: str) -> float:
     memory it shared between fork and exec, which inflated earlier figures."""
     code += ("; print('PEAK_RSS_KB', [l.split()[1] for l in open('/proc/self/status') "
              "if l.startswith('VmHWM')][0])")
-    out = subprocess.run([sys.executable, "-c", code], check=True, cwd=Path.cwd(), capture_output=True, text=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], check=True, cwd=Path.cwd(), capture_output=True,
+                         text=True).stdout
     return int(out.split("PEAK_RSS_KB")[-1].split()[0]) / 1024 ** 2
 
 
@@ -177,18 +178,21 @@ def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
         "import sys, torch; sys.path.insert(0, '.');"
         "from hseg.settings.base import load_params; from hseg.settings.classes import class_tree;"
         "from hseg.prepare import build_cache; from hseg.dataset import read_ids, read_classes;"
-        "from hseg.train import Learner, train_step; from hseg.models import build_model; from hseg.runtime import prepare_model;"
+        "from hseg.train import Learner, train_step; from hseg.models import build_model; "
+        "from hseg.runtime import prepare_model;"
         "from hseg.losses import make_loss; sys.path.insert(0, 'benchmarks'); from bench import seed_like_config;"
         f"p = load_params(); cfg = seed_like_config(p, '{arch}-{encoder}-scratch', {args.batch});"
         "s = torch.amp.GradScaler('cpu', enabled=False);"
         "from hseg.cache import load_cache;"
         f"c = load_cache('{args.cache_dir}/train.pt'); v = load_cache('{args.cache_dir}/val.pt');"
-        "t = class_tree(p, c['leaf_names']); lf = make_loss(t, 'flat', cfg.loss_weights); m = prepare_model(build_model(cfg.arch, cfg.encoder, 'scratch', 7), torch.device('cpu'));"
+        "t = class_tree(p, c['leaf_names']); lf = make_loss(t, 'flat', cfg.loss_weights); "
+        "m = prepare_model(build_model(cfg.arch, cfg.encoder, 'scratch', 7), torch.device('cpu'));"
         "o = torch.optim.Adam(m.parameters()); g = torch.Generator().manual_seed(0);"
         # touch every cached tensor, as a whole epoch plus validation would, so they count as resident
         "[t.max() for cache in (c, v) for t in cache.values() if isinstance(t, torch.Tensor) and t.numel()];"
         "l = Learner(m, o, s, lf, g, torch.device('cpu'));"
-        f"[train_step(l, c['images'], c['masks'], torch.arange(i*{args.batch}, (i+1)*{args.batch}), cfg) for i in range(3)]")
+        f"[train_step(l, c['images'], c['masks'], torch.arange(i*{args.batch}, (i+1)*{args.batch}), cfg) "
+        "for i in range(3)]")
     return rows
 
 
@@ -212,9 +216,11 @@ def main():
     start = time.perf_counter()
     prepare_rss = child_peak_rss_gb(
         "import sys, torch; sys.path.insert(0, '.');"
-        "from pathlib import Path; from hseg.prepare import build_cache; from hseg.cache import save_cache; from hseg.dataset import read_ids, read_classes;"
+        "from pathlib import Path; from hseg.prepare import build_cache; from hseg.cache import save_cache; "
+        "from hseg.dataset import read_ids, read_classes;"
         "r = Path('data/pascal-part'); names = read_classes(r / 'classes.txt');"
-        "[save_cache({**build_cache(r, read_ids(r / f'{s}_id.txt'), 7, " + str(args.size) + ", keep_full_masks=(s == 'val'), "
+        "[save_cache({**build_cache(r, read_ids(r / f'{s}_id.txt'), "
+        "7, " + str(args.size) + ", keep_full_masks=(s == 'val'), "
         "desc=s), 'leaf_names': names}, Path('" + args.cache_dir + "') / f'{s}.pt') for s in ('train', 'val')]")
     prepare_s = time.perf_counter() - start
     train_cache = load_cache(Path(args.cache_dir) / "train.pt")
@@ -227,13 +233,16 @@ def main():
     for name in args.models:
         r = bench_model(name, args, params, train_cache, val_cache, tree)
         results["models"][name] = r
-        print(f"\n{name} @ {args.size}px, batch {args.batch}, {args.steps} timed steps, {torch.get_num_threads()} threads")
+        print(f"\n{name} @ {args.size}px, batch {args.batch}, {args.steps} timed steps, "
+              f"{torch.get_num_threads()} threads")
         print(f"  pipeline train        {r['pipeline_img_s']:7.2f} img/s")
         print(f"  original-style train  {r['seed_img_s']:7.2f} img/s")
         print(f"  ratio                 {r['ratio']:7.2f}x  = seed data path {r['seed_data_factor']:.2f}x"
               f" * bf16 over fp32 on random tensors {r['bf16_gain']:.2f}x * 1/(1 + data overhead)")
-        print(f"  data overhead         {r['data_overhead']:7.1%}  (pipeline step vs pure bf16 step {r['pure_step_s']:.2f}s; fp32 {r['pure_fp32_step_s']:.2f}s)")
-        print(f"  FLOPs/train image     {r['gflop_per_train_image']:7.1f} GFLOP -> {r['achieved_tflop_s']:.3f} TFLOP/s achieved")
+        print(f"  data overhead         {r['data_overhead']:7.1%}  (pipeline step vs pure bf16 step "
+              f"{r['pure_step_s']:.2f}s; fp32 {r['pure_fp32_step_s']:.2f}s)")
+        print(f"  FLOPs/train image     {r['gflop_per_train_image']:7.1f} GFLOP -> "
+              f"{r['achieved_tflop_s']:.3f} TFLOP/s achieved")
         print(f"  evaluate (707 val)    {r['evaluate_s']:7.1f}s vs pure forward {r['forward_s']:.1f}s "
               f"= {r['evaluate_vs_forward']:.2f}x")
         print(f"  train peak RSS        {r['train_peak_rss_gb']:7.2f} GB")

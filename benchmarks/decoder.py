@@ -41,7 +41,8 @@ def training_step(net, x, y, dtype):
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="unet-resnet34", help="arch-encoder pair")
-    parser.add_argument("--widths", type=float, nargs="+", default=[1.0, 0.5], help="decoder widths; the first is the baseline")
+    parser.add_argument("--widths", type=float, nargs="+", default=[1.0, 0.5],
+                        help="decoder widths; the first is the baseline")
     parser.add_argument("--sizes", type=int, nargs="+", default=[96, 160, 224], help="square input sides in pixels")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per width and side (after one warm-up)")

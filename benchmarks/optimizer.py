@@ -35,7 +35,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=8, help="timed steps per implementation")
     args = parser.parse_args(argv)
-    print(f"AdamW, cpu, {torch.get_num_threads()} threads, batch {args.batch} at {args.size} px, {args.steps} timed steps")
+    print(f"AdamW, cpu, {torch.get_num_threads()} threads, batch {args.batch} at {args.size} px, "
+          f"{args.steps} timed steps")
     gen = torch.Generator().manual_seed(0)
     x = model_input(torch.randint(0, 256, (args.batch, 3, args.size, args.size), dtype=torch.uint8, generator=gen))
     y = torch.randint(0, 7, (args.batch, args.size, args.size), generator=gen)
@@ -62,7 +63,8 @@ def main(argv=None) -> None:
                     opt_s[impl] += end - mid
         diff = max((a - b).abs().max().item() for a, b in zip(nets["default"].parameters(), nets["fused"].parameters()))
         ms = {impl: (1000 * step_s[impl] / args.steps, 1000 * opt_s[impl] / args.steps) for impl in nets}
-        print(f"{name}: " + ", ".join(f"{impl} {a:.0f} ms a step ({b:.1f} in optimizer.step)" for impl, (a, b) in ms.items())
+        print(f"{name}: " + ", ".join(f"{impl} {a:.0f} ms a step ({b:.1f} in optimizer.step)"
+                                      for impl, (a, b) in ms.items())
               + f"; fused steps are {ms['default'][0] / ms['fused'][0]:.2f}x as fast; max |weight diff| {diff:.1e}")
 
 

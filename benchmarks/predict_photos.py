@@ -36,7 +36,8 @@ def run_predict(args, folder: Path, out: Path) -> tuple[str, float]:
     """predict's timing line and the process's peak RSS in GB (VmHWM, read in the child at exit)."""
     code = ("import runpy, sys; sys.argv = ['hseg'] + sys.argv[1:];\n"
             "try:\n    runpy.run_module('hseg', run_name='__main__')\n"
-            "finally:\n    print('PEAK', [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")
+            "finally:\n    print('PEAK', [l for l in open('/proc/self/status') "
+            "if l.startswith('VmHWM')][0].split()[1])")
     cmd = [sys.executable, "-c", code, "predict", "--run", args.run, "--no-progress", "--timings",
            "-o", str(out), str(folder)] + (["--leaf-only"] if args.leaf_only else [])
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

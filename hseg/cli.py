@@ -8,7 +8,8 @@ from typing import Callable
 from .errors import UserError
 
 
-def stage_parser(doc: str, *, variant: bool = False, seed: bool = False, progress: bool = False) -> argparse.ArgumentParser:
+def stage_parser(doc: str, *, variant: bool = False, seed: bool = False,
+                 progress: bool = False) -> argparse.ArgumentParser:
     """The arguments every stage script shares."""
     spec = getattr(sys.modules["__main__"], "__spec__", None)
     parser = argparse.ArgumentParser(prog=f"python -m {spec.name}" if spec else None, description=doc)

@@ -250,7 +250,8 @@ def build_training_model(cfg: TrainConfig, tree: ClassTree, device, world: int):
     if _sync_batchnorm(device, world):
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
     if dist.is_initialized():
-        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile and device.type == "cuda" and not _sync_batchnorm(device, world):
         # static shapes: progressive resizing compiles one graph per side, instead of a dynamic-shape
         # recompile that would then also serve the full-size epochs. SyncBatchNorm graph-breaks: not compiled

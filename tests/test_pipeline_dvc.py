@@ -150,7 +150,11 @@ def test_plot_setting_reruns_only_plot(repo):
 
 
 def changed_stages(repo) -> set[str]:
-    return set(json.loads(sh(DVC + ["status", "--json"], repo).stdout))
+    """What `dvc status` lists, from DVC's own Repo.status (the CLI's --json output) in this process:
+    the same answer without starting DVC once per question."""
+    from dvc.repo import Repo
+    with Repo(str(repo)) as dvc_repo:
+        return set(dvc_repo.status())
 
 
 def test_worker_count_changes_nothing_and_prepare_output_is_byte_stable(repo):

@@ -83,7 +83,8 @@ def test_original_profile_is_exactly_the_original_studys_recipe(params):
     params = profile_params(params, "original")
     cfg = train_config(params, "unet-resnet34-scratch", 42)
     assert prepare_settings(params).size == 256 and dev_fraction(params) == 0
-    assert (cfg.epochs, cfg.batch_size, cfg.crop, cfg.optimizer, cfg.lr, cfg.weight_decay) == (20, 16, 0, "adam", 1e-3, 0)
+    assert (cfg.epochs, cfg.batch_size, cfg.crop, cfg.optimizer, cfg.lr, cfg.weight_decay) == (
+        20, 16, 0, "adam", 1e-3, 0)
     assert (cfg.schedule, cfg.warmup_epochs, cfg.t0, cfg.eta_min) == ("cosine_restarts", 0, 10, 1e-6)
     assert cfg.loss == "flat" and cfg.class_weights == "none" and cfg.level_weight == 0
     assert {k: w for k, w in cfg.loss_weights.items() if w} == {"ce": 1.0}

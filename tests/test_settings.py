@@ -72,7 +72,8 @@ def test_every_committed_variant_gets_the_same_config_as_before(committed):
 def test_overrides_give_the_same_config_as_before(committed):
     committed["train"].update(lr=0.002, level_weight=0.5)
     committed["variants"][VARIANT] = {
-        "lr": 1, "scheduler": {"warmup_epochs": 3, "name": "cosine_restarts"}, "augment": {"rotate": 5, "scale": [1, 1]},
+        "lr": 1, "scheduler": {"warmup_epochs": 3, "name": "cosine_restarts"},
+        "augment": {"rotate": 5, "scale": [1, 1]},
         "loss_weights": {"dice": 0}, "crop": 0, "progressive": [[2, 64], [1, 96]], "epochs": 4, "decoder_width": 0.5}
     committed["variants"]["fpn-resnet18-imagenet"] = {
         "decoder_width": 1, "loss": "tree", "class_weights": "none", "tree_loss": {"weight": 2}, "optimizer": "adam",

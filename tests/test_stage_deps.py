@@ -102,7 +102,8 @@ def test_each_stage_runs_only_its_own_settings_and_no_decoding_code_but_prepare(
     caches are read through hseg/cache.py, so train, evaluate and plot do not run the decoding code."""
     closures = {name: code_closure(script) for name, script in STAGES.items()}
     own = {"prepare": "hseg/settings/data.py", "train": "hseg/settings/train.py",
-           "evaluate": "hseg/settings/evaluate.py", "summarize": "hseg/settings/study.py", "plot": "hseg/settings/plot.py"}
+           "evaluate": "hseg/settings/evaluate.py", "summarize": "hseg/settings/study.py",
+           "plot": "hseg/settings/plot.py"}
     assert not {"hseg/cache.py", "hseg/dataset.py", "hseg/prepare.py"} & closures.pop("summarize")  # metrics only
     for name, closure in closures.items():
         assert {f for f in closure if f.startswith("hseg/settings/")} - {own[name]} <= {

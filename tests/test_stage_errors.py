@@ -83,7 +83,8 @@ def test_prepare_rejects_bad_params_before_decoding(project, edits, fragments):
     (["stages.train", "unet-resnet19-scratch", "42"], {},
      ["encoder = 'resnet19'", "not provided by segmentation-models-pytorch"]),
     (["stages.train", "unet-resnet34-scratch", "42"], {}, ["data/prepared/train.pt not found", "dvc repro prepare"]),
-    (["stages.evaluate", "unet-resnet34-scratch", "42"], {"evaluate__precision": "fp8"}, ["evaluate.precision = 'fp8'"]),
+    (["stages.evaluate", "unet-resnet34-scratch", "42"], {"evaluate__precision": "fp8"},
+     ["evaluate.precision = 'fp8'"]),
 ])
 def test_train_and_evaluate_reject_bad_input(project, args, edits, fragments):
     project.write(**edits)

@@ -446,8 +446,8 @@ def test_each_rank_saves_and_restores_its_own_rng_state(workdir, tree, tmp_path,
 
     # a checkpoint written by 2 GPU processes: each saved its own GPU's state only
     seen = []
-    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: seen.append(device) or torch.full((8,), device.index,
-                                                                                                        dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "get_rng_state",
+                        lambda device: seen.append(device) or torch.full((8,), device.index, dtype=torch.uint8))
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("saved the states of every GPU"))
     states = []
     for rank in (0, 1):
@@ -503,7 +503,8 @@ def _nonfinite_worker(rank: int, store: str, out: str, params: dict) -> None:
         for _ in range(2):
             before = [p.detach().clone() for p in net.parameters()]
             loss = train_step(learner, images, masks, torch.arange(4), cfg)
-            rows.append({"loss": repr(loss), "updated": any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))})
+            rows.append({"loss": repr(loss),
+                         "updated": any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))})
             poison["on"] = False
         Path(out, f"rank{rank}.json").write_text(json_.dumps(rows))
     finally:

@@ -99,7 +99,8 @@ def deep_merge(base: dict, override: dict) -> dict:
     """``base`` with ``override`` laid over it; nested mappings merge key by key."""
     out = dict(base)
     for key, value in override.items():
-        out[key] = deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        out[key] = (deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict)
+                    else value)
     return out
 
 
@@ -211,12 +212,14 @@ class TrainRecipe(Settings):
         if epochs is not None and total >= epochs:
             raise PydanticCustomError(
                 "progressive", f"its {total} epochs leave none of the {name(('epochs',))} = {epochs} epochs at the "
-                               f"full training side; shorten the stages or raise {name(('epochs',))} ({PROGRESSIVE_EXAMPLE})")
+                               f"full training side; shorten the stages or raise {name(('epochs',))} "
+                               f"({PROGRESSIVE_EXAMPLE})")
         for i, stage in enumerate(stages):
             if crop and stage.side >= crop:
                 raise PydanticCustomError(
                     "progressive", f"not below the full training side, {name(('crop',))} = {crop}; progressive "
-                                   f"sides must be smaller ({PROGRESSIVE_EXAMPLE})", {"at": (i, 1), "value": stage.side})
+                                   f"sides must be smaller ({PROGRESSIVE_EXAMPLE})",
+                    {"at": (i, 1), "value": stage.side})
         return stages
 
     @field_validator("level_weight")
