@@ -75,8 +75,11 @@ def differences(summary: dict) -> str:
     lines = ["Paired differences (A - B over the same seeds; 95 % t interval; a tie unless it excludes 0):"]
     for pair, by_level in summary["differences"].items():
         for key, d in by_level.items():
-            interval = "n = 1: no interval" if d["ci95"] is None else f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
-            verdict = "resolved" if d["resolved"] else "tie"
+            if d["ci95"] is None:  # one seed: no spread to judge the difference by
+                interval, verdict = "(one seed: no interval)", "unresolved"
+            else:
+                interval = f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+                verdict = "resolved" if d["resolved"] else "tie"
             lines.append(f"  {key.replace('miou', 'mIoU^')}  {pair}: {d['mean']:+.3f} {interval}  {verdict}")
     return "\n".join(lines)
 

@@ -65,7 +65,7 @@ def test_quick_is_one_seed_of_the_committed_study_with_equal_budgets(params):
     assert study_seeds(quick) == [study_seeds(params)[0]] and study_variants(quick) == study_variants(params)
     assert all(v.endswith("-scratch") for v in study_variants(params)) and len(study_variants(params)) == 4
     assert not any(params["variants"].values())                      # equal budgets: no per-variant tuning
-    assert dev_fraction(params) > 0 and len(study_seeds(params)) >= 3
+    assert dev_fraction(params) > 0 and study_seeds(params)[0] == 42   # seeds 43, 44 land as their own runs
 
 
 @pytest.mark.parametrize("name", ["quick", "hour"])

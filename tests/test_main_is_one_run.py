@@ -1,0 +1,44 @@
+"""Main is one run: in a fresh clone, `dvc status` finds no changed code, params or command, only
+outputs and data not yet present (they come from `dvc pull` or `dvc repro`)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def problems(status: dict) -> list[str]:
+    """Every change in `dvc status --json` other than a missing ('deleted') output or dependency."""
+    found = []
+    for stage, changes in status.items():
+        for change in changes:
+            if isinstance(change, str):           # e.g. "changed command", "always changed"
+                found.append(f"{stage}: {change}")
+                continue
+            for kind, paths in change.items():
+                if kind == "changed params" or any(state != "deleted" for state in paths.values()):
+                    found.append(f"{stage}: {kind} {paths}")
+    return found
+
+
+def test_problems_sees_changed_deps_params_and_commands():
+    status = {"train@a-42": [{"changed deps": {"data/prepared": "deleted"}}, {"changed outs": {"m.pt": "deleted"}}],
+              "plot": [{"changed deps": {"hseg/plots.py": "modified"}}],
+              "summarize": [{"changed params": {"params.yaml": {"study.seeds": "modified"}}}, "changed command"]}
+    assert problems(status) == ["plot: changed deps {'hseg/plots.py': 'modified'}",
+                                "summarize: changed params {'params.yaml': {'study.seeds': 'modified'}}",
+                                "summarize: changed command"]
+
+
+@pytest.mark.slow
+def test_a_fresh_clone_of_the_committed_tree_has_nothing_stale(tmp_path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    done = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=clone, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert problems(json.loads(done.stdout)) == []
