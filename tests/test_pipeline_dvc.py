@@ -153,8 +153,8 @@ def changed_stages(repo) -> set[str]:
     """What `dvc status` lists, from DVC's own Repo.status (the CLI's --json output) in this process:
     the same answer without starting DVC once per question."""
     from dvc.repo import Repo
-    with Repo(str(repo)) as dvc_repo:
-        return set(dvc_repo.status())
+    with Repo(str(repo)) as dvc_repo:   # stage names come relative to the cwd: keep the name after ':'
+        return {name.rsplit("dvc.yaml:", 1)[-1] for name in dvc_repo.status()}
 
 
 def test_worker_count_changes_nothing_and_prepare_output_is_byte_stable(repo):
