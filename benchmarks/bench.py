@@ -39,9 +39,9 @@ from timing import timed_round_robin  # noqa: E402
 from hseg.cache import load_cache  # noqa: E402
 from hseg.dataset import load_pair, read_classes, read_ids  # noqa: E402
 from hseg.evaluate import evaluate_model  # noqa: E402
+from hseg.inference import autocast, predict_logits, prepare_model  # noqa: E402
 from hseg.losses import make_loss  # noqa: E402
 from hseg.models import build_model, normalize  # noqa: E402
-from hseg.runtime import autocast, predict_logits, prepare_model  # noqa: E402
 from hseg.settings.base import load_params  # noqa: E402
 from hseg.settings.classes import class_tree  # noqa: E402
 from hseg.settings.study import study_settings  # noqa: E402
@@ -179,7 +179,7 @@ def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
         "from hseg.settings.base import load_params; from hseg.settings.classes import class_tree;"
         "from hseg.prepare import build_cache; from hseg.dataset import read_ids, read_classes;"
         "from hseg.train import Learner, train_step; from hseg.models import build_model; "
-        "from hseg.runtime import prepare_model;"
+        "from hseg.inference import prepare_model;"
         "from hseg.losses import make_loss; sys.path.insert(0, 'benchmarks'); from bench import seed_like_config;"
         f"p = load_params(); cfg = seed_like_config(p, '{arch}-{encoder}-scratch', {args.batch});"
         "s = torch.amp.GradScaler('cpu', enabled=False);"

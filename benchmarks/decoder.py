@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from timing import timed_round_robin  # noqa: E402
 
 from hseg.cli import run_cli  # noqa: E402
+from hseg.inference import model_input, prepare_model, resolve_precision  # noqa: E402
 from hseg.models import build_model, decoder_channels  # noqa: E402
-from hseg.runtime import model_input, prepare_model, resolve_precision  # noqa: E402
 
 
 def training_step(net, x, y, dtype):

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from study_timing import LEAF_NAMES, random_cache  # noqa: E402
 from timing import timed_round_robin  # noqa: E402
 
-from hseg import evaluate, layout, runtime  # noqa: E402
+from hseg import evaluate, inference, layout  # noqa: E402
 from hseg.cache import load_cache  # noqa: E402
 from hseg.hierarchy import class_argmax, num_outputs  # noqa: E402
 from hseg.models import build_model  # noqa: E402
@@ -46,7 +46,7 @@ def argmax_ms(scores: torch.Tensor, repeats: int) -> dict:
 
 def timed_evaluate(argmax, model, val: dict, tree, flip_tta: bool, batch: int) -> tuple[float, float]:
     """(seconds, mIoU of the deepest level) of evaluate_model with ``argmax`` as the class argmax."""
-    with mock.patch.object(runtime, "class_argmax", argmax), mock.patch.object(evaluate, "class_argmax", argmax):
+    with mock.patch.object(inference, "class_argmax", argmax), mock.patch.object(evaluate, "class_argmax", argmax):
         start = time.perf_counter()
         scores, _ = evaluate.evaluate_model(model, "flat", val, tree, torch.device("cpu"), "auto", batch,
                                             progress=False, flip_tta=flip_tta)
@@ -74,7 +74,7 @@ def main(argv=None) -> None:
         random_cache(args.images, args.size, (375, 500), torch.Generator().manual_seed(0))
     tree = class_tree(load_params(ROOT / "params.yaml"), val["leaf_names"])
     arch, encoder = args.model.split("-", 1)
-    model = runtime.prepare_model(build_model(arch, encoder, "scratch", num_outputs(tree, "flat")),
+    model = inference.prepare_model(build_model(arch, encoder, "scratch", num_outputs(tree, "flat")),
                                   torch.device("cpu")).eval()
     base_s, base_miou = timed_evaluate(torch_argmax, model, val, tree, not args.no_tta, args.batch)
     ours_s, ours_miou = timed_evaluate(class_argmax, model, val, tree, not args.no_tta, args.batch)

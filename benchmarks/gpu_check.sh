@@ -72,7 +72,7 @@ except ImportError:
 if not torch.cuda.is_available():
     sys.exit(f"torch {torch.__version__} sees no CUDA GPU")
 import segmentation_models_pytorch as smp
-from hseg.runtime import native_bf16, pick_device, resolve_precision
+from hseg.inference import native_bf16, pick_device, resolve_precision
 dev = pick_device("cuda")
 try:
     smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,

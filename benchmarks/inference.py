@@ -31,8 +31,8 @@ from hseg.cache import full_mask  # noqa: E402
 from hseg.cli import run_cli  # noqa: E402
 from hseg.errors import UserError  # noqa: E402
 from hseg.hierarchy import class_argmax  # noqa: E402
+from hseg.inference import pick_device, predict_logits, prepare_model, resolve_precision  # noqa: E402
 from hseg.metrics import confusion_matrix, hierarchical_scores  # noqa: E402
-from hseg.runtime import pick_device, predict_logits, prepare_model, resolve_precision  # noqa: E402
 from hseg.settings.base import load_params  # noqa: E402
 from hseg.settings.evaluate import evaluate_settings  # noqa: E402
 from hseg.tree import ClassTree  # noqa: E402
@@ -67,8 +67,8 @@ def parser() -> argparse.ArgumentParser:
 def main(args) -> None:
     settings = evaluate_settings(load_params(args.params))
     model, meta, tree, val = load_model_and_val(args.weights, args.cache)
-    if meta["mode"] != "flat":
-        raise UserError(f"{args.weights} is a {meta['mode']}-mode model; top-down inference here is for flat models")
+    if meta["head"] != "flat":
+        raise UserError(f"{args.weights} has a {meta['head']} head; top-down inference here is for flat models")
     device = pick_device(settings.device)
     precision = resolve_precision(settings.precision, device)
     flip_tta = settings.flip_tta if args.flip_tta is None else args.flip_tta

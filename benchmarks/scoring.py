@@ -9,13 +9,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hseg.cache import load_cache  # noqa: E402
 from hseg.errors import UserError  # noqa: E402
-from hseg.models import load_checkpoint  # noqa: E402
+from hseg.models import load_weights  # noqa: E402
 from hseg.tree import ClassTree, build_tree  # noqa: E402
 
 
 def load_model_and_val(weights: Path, val_cache: Path) -> tuple:
     """(model, its metadata, its own class tree, the val cache), refusing a cache of other classes."""
-    model, meta = load_checkpoint(weights)
+    model, meta = load_weights(weights)
     tree = build_tree(meta["tree"], meta["background"], meta["leaf_names"])  # the model's own class order
     val = load_cache(val_cache)
     if list(val["leaf_names"]) != list(tree.leaf_names):

@@ -76,7 +76,7 @@ def time_variant(variant: str, args) -> dict:
         override = dict((params.get("variants") or {}).get(variant) or {}, epochs=args.epochs)
         override["scheduler"] = dict(override.get("scheduler") or {}, T_0=args.epochs)
         params["variants"] = dict(params.get("variants") or {}, **{variant: override})
-    cfg = dataclasses.replace(train_config(params, variant, study_settings(params).seeds[0]), weights="scratch")
+    cfg = dataclasses.replace(train_config(params, variant, study_settings(params).seeds[0]), init="scratch")
     cache_dir = Path(args.cache_dir)
     train_cache, val_cache = load_cache(cache_dir / "train.pt"), load_cache(cache_dir / "val.pt")
     tree = class_tree(params, train_cache["leaf_names"])

@@ -28,7 +28,7 @@ from hseg import layout  # noqa: E402
 from hseg.cli import run_cli  # noqa: E402
 from hseg.errors import UserError  # noqa: E402
 from hseg.evaluate import evaluate_model  # noqa: E402
-from hseg.runtime import pick_device, prepare_model  # noqa: E402
+from hseg.inference import pick_device, prepare_model  # noqa: E402
 from hseg.selection import LOG, log_candidate  # noqa: E402
 from hseg.settings.base import load_params  # noqa: E402
 from hseg.settings.evaluate import evaluate_settings, tta_sides  # noqa: E402
@@ -74,7 +74,7 @@ def main(args) -> None:
     for name in names:
         flip, sides = parse_setting(name)
         start = time.perf_counter()
-        scores, _ = evaluate_model(model, meta["mode"], val, tree, device, settings.precision, settings.batch_size,
+        scores, _ = evaluate_model(model, meta["head"], val, tree, device, settings.precision, settings.batch_size,
                                    False, flip, sides)
         print(f"{score_line(name, scores, tree, 4)}; {time.perf_counter() - start:.0f} s", flush=True)
         if args.log:

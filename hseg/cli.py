@@ -14,7 +14,7 @@ def stage_parser(doc: str, *, variant: bool = False, seed: bool = False,
     spec = getattr(sys.modules["__main__"], "__spec__", None)
     parser = argparse.ArgumentParser(prog=f"python -m {spec.name}" if spec else None, description=doc)
     if variant:
-        parser.add_argument("variant", help="<arch>-<encoder>-<weights>, e.g. unet-resnet34-scratch")
+        parser.add_argument("variant", help="<arch>-<encoder>-<init>, e.g. unet-resnet34-scratch")
     if seed:
         parser.add_argument("seed", type=int, help="the seed of this run, one of study.seeds (e.g. 42)")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -38,5 +38,8 @@ def run_cli(main: Callable[[argparse.Namespace], int | None], parser: argparse.A
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # the reader went away (`... | head`): not an error of ours
+        sys.stderr.close()
+        sys.exit(141)
     if code:
         sys.exit(code)

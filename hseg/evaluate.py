@@ -5,13 +5,13 @@ import torch
 
 from .cache import full_mask
 from .hierarchy import class_argmax, independent_consistency, tree_consistency
+from .inference import pick_device, predict_batches, prepare_model, upload
 from .metrics import confusion_matrix, hierarchical_scores
-from .models import load_checkpoint
-from .runtime import pick_device, predict_batches, prepare_model, upload
+from .models import load_weights
 from .tree import ClassTree
 
 
-def evaluate_model(model, mode: str, val_cache: dict, tree: ClassTree, device, precision: str, batch_size: int,
+def evaluate_model(model, head: str, val_cache: dict, tree: ClassTree, device, precision: str, batch_size: int,
                    progress: bool = True, flip_tta: bool = False, tta_sides: tuple[int, ...] = ()
                    ) -> tuple[dict, dict]:
     """Returns (scores, details).
@@ -26,12 +26,12 @@ def evaluate_model(model, mode: str, val_cache: dict, tree: ClassTree, device, p
     n = len(val_cache["ids"])
     per_image = torch.zeros(n, n_cls, n_cls, dtype=torch.int64, device=device)
     preds_small = torch.empty_like(val_cache["masks"])
-    levelwise = [0, 0]    # pixels whose independent per-level argmax nests as the tree says, pixels (tree mode)
-    batches = predict_batches(model, mode, tree, val_cache["images"], val_cache["sizes"].tolist(), device,
+    levelwise = [0, 0]    # pixels whose independent per-level argmax nests as the tree says, pixels (tree head)
+    batches = predict_batches(model, head, tree, val_cache["images"], val_cache["sizes"].tolist(), device,
                               precision, batch_size, progress, "evaluate", flip_tta, tta_sides)
     for lo, outputs, scores, full_preds in batches:
         preds_small[lo:lo + len(scores)] = class_argmax(scores).to(torch.uint8).cpu()
-        if mode == "tree":
+        if head == "tree":
             levelwise = [a + b for a, b in zip(levelwise, independent_consistency(outputs, tree))]
         for k, pred in enumerate(full_preds, start=lo):
             per_image[k] = confusion_matrix(upload(full_mask(val_cache, k), device), pred, n_cls)
@@ -41,7 +41,7 @@ def evaluate_model(model, mode: str, val_cache: dict, tree: ClassTree, device, p
                "ids": list(val_cache["ids"])}
     scores = hierarchical_scores(cm, tree)
     scores["consistency"] = leaf_consistency(cm, tree)
-    if mode == "tree":
+    if head == "tree":
         scores["consistency_levelwise_argmax"] = levelwise[0] / levelwise[1]
     return scores, details
 
@@ -58,6 +58,6 @@ def leaf_consistency(cm, tree: ClassTree) -> float:
 def evaluate_weights(weights, val_cache: dict, tree: ClassTree, settings: dict, progress: bool = True):
     """evaluate_model for a weights file written by the train stage, with params' evaluate settings."""
     device = pick_device(settings.device)
-    model, meta = load_checkpoint(weights)
-    return evaluate_model(prepare_model(model, device), meta["mode"], val_cache, tree, device, settings.precision,
+    model, meta = load_weights(weights)
+    return evaluate_model(prepare_model(model, device), meta["head"], val_cache, tree, device, settings.precision,
                           settings.batch_size, progress, settings.flip_tta, settings.tta_sides)

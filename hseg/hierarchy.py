@@ -33,8 +33,8 @@ def class_argmax(scores: torch.Tensor, dim: int = 1) -> torch.Tensor:
     return scores.max(dim).indices
 
 
-def num_outputs(tree: ClassTree, mode: str) -> int:
-    return tree.num_leaves if mode == "flat" else sum(level.num_classes for level in tree.levels)
+def num_outputs(tree: ClassTree, head: str) -> int:
+    return tree.num_leaves if head == "flat" else sum(level.num_classes for level in tree.levels)
 
 
 def split_levels(outputs: torch.Tensor, tree: ClassTree) -> list[torch.Tensor]:
@@ -93,13 +93,13 @@ def level_targets(leaf_mask: torch.Tensor, tree: ClassTree) -> list[torch.Tensor
     return out
 
 
-def leaf_scores(outputs: torch.Tensor, tree: ClassTree, mode: str) -> torch.Tensor:
+def leaf_scores(outputs: torch.Tensor, tree: ClassTree, head: str) -> torch.Tensor:
     """(N, num_leaves, H, W) scores in classes.txt order whose argmax is the leaf prediction.
 
     Flat: the logits. Tree: each leaf's root-to-leaf path score, the sum over
     levels of the sigmoid score of the leaf's node at that level."""
     outputs = outputs.float()
-    if mode == "flat":
+    if head == "flat":
         return outputs
     total = 0
     for level, group in zip(tree.levels, split_levels(outputs.sigmoid(), tree)):
@@ -116,7 +116,7 @@ def nested_pixels(level_preds: list[torch.Tensor], tree: ClassTree) -> tuple[int
 
 
 def independent_consistency(outputs: torch.Tensor, tree: ClassTree) -> tuple[int, int]:
-    """(consistent pixels, pixels) when each level of a tree-mode output is argmaxed on its own:
+    """(consistent pixels, pixels) when each level of a tree-head output is argmaxed on its own:
     how often level-wise predictions would disagree without path inference."""
     return nested_pixels([class_argmax(g) for g in split_levels(outputs, tree)], tree)
 

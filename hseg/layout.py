@@ -1,6 +1,6 @@
 """Where each stage reads and writes, relative to the repository root (mirrors dvc.yaml).
 
-A *run* is one variant trained with one seed, named ``<arch>-<encoder>-<weights>-s<seed>``."""
+A *run* is one variant trained with one seed, named ``<arch>-<encoder>-<init>-s<seed>``."""
 import re
 from pathlib import Path
 

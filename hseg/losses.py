@@ -114,7 +114,7 @@ def _level_seg_loss(level: Level, loss_weights: dict, class_weighting: str, leaf
     return SegLoss(loss_weights, class_weights(counts, class_weighting) if counts is not None else None)
 
 
-def make_loss(tree: ClassTree, mode: str, loss_weights: dict, class_weighting: str = "none",
+def make_loss(tree: ClassTree, head: str, loss_weights: dict, class_weighting: str = "none",
               leaf_pixels=None, tree_weight: float = 1.0, gamma: float = 2.0, level_weight: float = 0.0):
     """The training loss ``(outputs, leaf_mask) -> scalar``.
 
@@ -125,7 +125,7 @@ def make_loss(tree: ClassTree, mode: str, loss_weights: dict, class_weighting: s
     if class_weighting != "none" and leaf_pixels is None:
         raise UserError(f"train.class_weights = {class_weighting!r} needs the train split's pixel counts, which "
                         f"this cache lacks: rerun prepare (`dvc repro -f prepare`)")
-    if mode == "flat":
+    if head == "flat":
         leaf_loss = SegLoss(loss_weights, class_weights(leaf_pixels, class_weighting)
                             if leaf_pixels is not None else None)
         if not level_weight:

@@ -11,8 +11,12 @@ mIoU at a level is the mean IoU over that level's non-background classes.
 """
 from __future__ import annotations
 
+import typing
+
 import numpy as np
-import torch
+
+if typing.TYPE_CHECKING:
+    import torch
 
 from .tree import ClassTree
 
@@ -21,6 +25,7 @@ def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, num_classes: int)
     """``cm[t, p]`` counts of pixels with truth t predicted as p (int64, vectorised, on the inputs'
     device). Counted with index_add_ rather than bincount, whose output size depends on the data:
     on a GPU bincount reads the largest index back to the host, a blocking copy per call."""
+    import torch  # imported here: summarize and report read metrics without paying torch's import
     idx = target.reshape(-1).long() * num_classes + pred.reshape(-1).long()
     counts = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=idx.device)
     return counts.index_add_(0, idx, torch.ones(1, dtype=torch.int64, device=idx.device).expand(len(idx))

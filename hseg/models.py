@@ -18,8 +18,12 @@ import segmentation_models_pytorch as smp
 import torch
 from safetensors.torch import load_file
 
+from .atomic import save_torch
 from .errors import UserError
+from .hierarchy import num_outputs
 from .settings.study import check_decoder_width, default_decoder_channels
+from .tree import ClassTree
+from .versions import environment, machine
 
 HUB_FILES = ("config.json", "model.safetensors")
 # the normalisation the ImageNet encoders were trained with; used for every variant
@@ -64,7 +68,7 @@ def imagenet_weights_file(encoder: str) -> Path:
         f"On a machine with internet run `python -c \"from huggingface_hub import snapshot_download; "
         f"snapshot_download('{repo_id}', revision='{revision}')\"`, copy its "
         f"models--{repo_id.replace('/', '--')} folder into {cache} (or set HF_HUB_CACHE to a cache that has it), "
-        f"or train this variant with weights 'scratch'.")
+        f"or train this variant from scratch (init 'scratch', e.g. unet-resnet34-scratch).")
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -89,14 +93,14 @@ def decoder_channels(arch: str, width: float) -> dict:
     return {"decoder_channels": tuple(max(1, round(c * width)) for c in default)}
 
 
-def build_model(arch: str, encoder: str, weights: str, num_classes: int, decoder_width: float = 1.0) -> torch.nn.Module:
-    """An smp model; ``weights='imagenet'`` loads the encoder from the local HF cache;
+def build_model(arch: str, encoder: str, init: str, num_classes: int, decoder_width: float = 1.0) -> torch.nn.Module:
+    """An smp model; ``init='imagenet'`` loads the encoder from the local HF cache;
     ``decoder_width`` scales the decoder's channels (1 = smp's default)."""
     if arch not in smp.MODEL_ARCHITECTURES_MAPPING:
         raise UserError(f"arch = {arch!r}: allowed values are {', '.join(smp.MODEL_ARCHITECTURES_MAPPING)}")
     model = smp.create_model(arch, encoder_name=encoder, encoder_weights=None, classes=num_classes,
                              **decoder_channels(arch, decoder_width))
-    if weights == "imagenet":
+    if init == "imagenet":
         state = load_file(imagenet_weights_file(encoder), device="cpu")
         model.encoder.load_state_dict(state)
     return model
@@ -116,21 +120,44 @@ def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
     return (images_uint8.float() - mean) / std
 
 
-def weights_meta(path: str | Path) -> dict:
-    """The metadata of a weights file written by the train stage, without reading its tensors (mmap)."""
-    if not Path(path).is_file():
-        raise UserError(f"{path} not found: train this run first (`dvc repro`)")
-    return torch.load(path, map_location="cpu", weights_only=False, mmap=True)["meta"]
+def save_weights(path: Path, net, cfg, tree: ClassTree, size: int) -> None:
+    """The weights file the train stage writes: the state dict and the metadata that rebuilds the
+    model (read back by load_weights). ``cfg``: the run's TrainConfig (not imported here: evaluate
+    and predict load weights without the train settings)."""
+    meta = {"variant": cfg.variant, "arch": cfg.arch, "encoder": cfg.encoder, "init": cfg.init,
+            "decoder_width": cfg.decoder_width, "num_classes": num_outputs(tree, cfg.head), "head": cfg.head,
+            "size": size,
+            "leaf_names": list(tree.leaf_names), "tree": tree.spec, "background": tree.background,
+            "epochs": cfg.epochs, "precision": cfg.precision, "seed": cfg.seed, "versions": environment(),
+            "machine": machine()}
+    # SyncBatchNorm keeps BatchNorm2d's parameter names, so these load into a plain model
+    save_torch({"meta": meta, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}, path)
 
 
-def load_checkpoint(path: str | Path, device="cpu") -> tuple[torch.nn.Module, dict]:
-    """The model and metadata of a weights file written by the train stage."""
+def load_weights(path: str | Path, device="cpu") -> tuple[torch.nn.Module, dict]:
+    """The model and metadata of a weights file written by save_weights."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path} not found: train this variant first (`dvc repro train@<variant>`)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    meta = ckpt["meta"]
-    model = build_model(meta["arch"], meta["encoder"], "scratch", meta["num_classes"],
-                        meta.get("decoder_width", 1.0))  # weights from before decoder_width: smp's default
-    model.load_state_dict(ckpt["state_dict"])
+        raise UserError(f"{path} not found: train this variant first (`dvc repro train@<variant>-<seed>`)")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    meta = _current_names(saved["meta"])
+    model = build_model(meta["arch"], meta["encoder"], "scratch", meta["num_classes"], meta["decoder_width"])
+    model.load_state_dict(saved["state_dict"])
     return model.to(device).eval(), meta
+
+
+def load_weights_meta(path: str | Path) -> dict:
+    """The metadata of a weights file written by save_weights, without reading its tensors (mmap)."""
+    if not Path(path).is_file():
+        raise UserError(f"{path} not found: train this run first (`dvc repro`)")
+    return _current_names(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["meta"])
+
+
+# Metadata keys of older weights files -> today's names, so files trained before a rename still load.
+_RENAMED = {"mode": "head", "weights": "init"}
+
+
+def _current_names(meta: dict) -> dict:
+    meta = {_RENAMED.get(k, k): v for k, v in meta.items()}
+    meta.setdefault("decoder_width", 1.0)  # files from before decoder_width: smp's default decoder
+    return meta

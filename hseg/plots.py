@@ -13,6 +13,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
 from .colours import colorize, level_palette  # noqa: E402
+from .layout import split_run  # noqa: E402
 from .metrics import collapse, iou_per_class, levels_in  # noqa: E402
 from .tree import ClassTree  # noqa: E402
 
@@ -23,9 +24,10 @@ def save(fig, path: Path, dpi: int) -> None:
     plt.close(fig)
 
 
-def training_curves(history: dict, variant: str):
-    """history: column -> list (NaN where an epoch was not validated). Loss on the left,
-    val mIoU of every level in the history on the right."""
+def training_curves(history: dict, variant: str, val_name: str = "val"):
+    """history: column -> list (NaN where an epoch was not validated). Loss on the left, mIoU of
+    every level in the history on the right, on the split training validated on (``val_name``:
+    dev, or val when no dev split was held out)."""
     fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(10, 3.6))
 
     def curve(ax, col, label):
@@ -33,12 +35,13 @@ def training_curves(history: dict, variant: str):
         ax.plot(x[np.isfinite(y)], y[np.isfinite(y)], marker="o", label=label)
 
     curve(ax_loss, "train_loss", "train")
-    curve(ax_loss, "val_loss", "val")
+    curve(ax_loss, "val_loss", val_name)
     ax_loss.set(xlabel="epoch", ylabel="training loss", title=f"{variant}: loss")
     ax_loss.legend()
     for k in levels_in(history, "val_miou"):
         curve(ax_iou, f"val_miou{k}", f"mIoU^{k}")
-    ax_iou.set(xlabel="epoch", ylabel="val mIoU (train resolution)", title=f"{variant}: val mIoU", ylim=(0, 1))
+    ax_iou.set(xlabel="epoch", ylabel=f"{val_name} mIoU (train resolution)",
+               title=f"{variant}: {val_name} mIoU", ylim=(0, 1))
     ax_iou.legend()
     fig.tight_layout()
     return fig
@@ -56,19 +59,30 @@ def curve_tables(histories: dict, deepest: int):
 
 
 def miou_bars(scores: dict, tree: ClassTree):
-    """Grouped bars: one group per level, one bar per variant."""
-    variants = list(scores)
+    """Grouped bars: one group per level, one bar per variant at its mean over seeds, with the
+    standard deviation as an error bar (two or more seeds) and each seed's value as a dot.
+    ``scores``: run name (<variant>-s<seed>) -> its metrics."""
+    by_variant: dict[str, list[dict]] = {}
+    for run, s in scores.items():
+        by_variant.setdefault(split_run(run)[0], []).append(s)
     n_levels = len(tree.levels)
-    width = 0.8 / max(len(variants), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * n_levels * len(variants) ** 0.5 * 2), 4))
-    for i, v in enumerate(variants):
-        vals = [scores[v].get(f"miou{k}") or 0.0 for k in range(n_levels)]
-        bars = ax.bar(np.arange(n_levels) + (i - (len(variants) - 1) / 2) * width, vals, width, label=v)
-        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    width = 0.8 / max(len(by_variant), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * n_levels * len(by_variant) ** 0.5 * 2), 4))
+    for i, (v, runs) in enumerate(by_variant.items()):
+        x = np.arange(n_levels) + (i - (len(by_variant) - 1) / 2) * width
+        values = np.array([[r.get(f"miou{k}") or 0.0 for k in range(n_levels)] for r in runs])
+        sd = values.std(axis=0, ddof=1) if len(runs) > 1 else None
+        bars = ax.bar(x, values.mean(axis=0), width, yerr=sd, capsize=3,
+                      label=f"{v} (n={len(runs)})")
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2 if sd is None else 8)
+        if len(runs) > 1:
+            ax.scatter(np.broadcast_to(x, values.shape), values, s=6, color="black", zorder=3)
     ax.set_xticks(np.arange(n_levels),
                   [f"mIoU^{k}\n({', '.join(tree.levels[k].names[1:])})" if len(tree.levels[k].names) < 5
                    else f"mIoU^{k}\n({len(tree.levels[k].names) - 1} parts)" for k in range(n_levels)])
-    ax.set(ylabel="mIoU (val, original resolution)", ylim=(0, 1), title="mIoU per level")
+    ax.set(ylabel="mIoU (val, original resolution)", ylim=(0, 1),
+           title="mIoU per level: mean over seeds, ± sd, a dot per seed" if any(len(r) > 1 for r in by_variant.values())
+           else "mIoU per level")
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return fig

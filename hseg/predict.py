@@ -35,9 +35,9 @@ from .colours import colorize, level_palette
 from .dataset import load_image
 from .errors import UserError
 from .hierarchy import leaf_scores
-from .models import load_checkpoint
+from .inference import pick_device, predict_logits, prepare_model, upsample_argmax
+from .models import load_weights
 from .prepare import resize_image
-from .runtime import pick_device, predict_logits, prepare_model, upsample_argmax
 from .settings.base import DEVICES, PRECISIONS
 from .settings.evaluate import tta_sides
 from .tree import ClassTree, build_tree
@@ -131,7 +131,7 @@ def predict_files(pairs: list[tuple[Path, Path]], weights: Path, out_dir: Path, 
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r}: allowed values are {', '.join(FORMATS)}")
     dev = pick_device(device)
-    model, meta = load_checkpoint(weights)
+    model, meta = load_weights(weights)
     model = prepare_model(model, dev)
     tree: ClassTree = build_tree(meta["tree"], meta["background"], meta["leaf_names"])
     outputs = output_paths(pairs, out_dir, len(tree.levels), overlays)
@@ -156,7 +156,7 @@ def predict_files(pairs: list[tuple[Path, Path]], weights: Path, out_dir: Path, 
             continue
         start = time.perf_counter()
         logits = predict_logits(model, torch.from_numpy(np.stack(small)), dev, precision, flip_tta, tta_sides)
-        scores = leaf_scores(logits, tree, meta["mode"])
+        scores = leaf_scores(logits, tree, meta["head"])
         clock["model"] += time.perf_counter() - start
         for (image, paths), score in zip(batch, scores):
             start = time.perf_counter()

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 
 from . import layout
+from .atomic import atomic_path
+from .errors import UserError
 from .metrics import levels_in
 
 
@@ -90,7 +92,23 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--summary", type=Path, default=layout.SUMMARY, help="the summarize stage's output")
     parser.add_argument("--live-dir", type=Path, default=layout.LIVE, help="dvclive's root (epochs per run)")
     parser.add_argument("--markdown", action="store_true", help="only the table, as the README shows it")
+    parser.add_argument("--update", type=Path, metavar="FILE",
+                        help=f"write the table into FILE between {START} and {END} (e.g. README.md)")
     return parser
+
+
+START, END = "<!-- report:start -->", "<!-- report:end -->"
+
+
+def update_block(path: Path, table: str) -> None:
+    """Replace what ``path`` holds between START and END by ``table``."""
+    text = Path(path).read_text()
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+        raise UserError(f"{path} must hold one {START} line followed by one {END} line; add them where the "
+                        f"table goes")
+    head, rest = text.split(START)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(f"{head}{START}\n{table}\n{END}{rest.split(END, 1)[1]}")
 
 
 def report(summary_path: Path, live_root: Path, markdown: bool) -> str:
@@ -102,5 +120,11 @@ def report(summary_path: Path, live_root: Path, markdown: bool) -> str:
 
 
 def run(args) -> int:
+    if args.update:
+        if not Path(args.summary).is_file():
+            raise UserError(f"no {args.summary} yet: run the study first (`dvc repro`)")
+        update_block(args.update, results_table(json.loads(Path(args.summary).read_text()), args.live_dir))
+        print(f"table -> {args.update}")
+        return 0
     print(report(args.summary, args.live_dir, args.markdown))
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 
+from .layout import run_name
 from .metrics import levels_in
 
 # Student t 0.975 quantiles for 1..30 degrees of freedom (two-sided 95 %); tests check them
@@ -59,7 +60,7 @@ def summarize(scores: dict[str, dict[int, dict]], seeds: list[int]) -> dict:
     first = next(iter(next(iter(scores.values())).values()))
     levels = levels_in(first)
     summary = {"seeds": seeds, "variants": {}, "differences": {},
-               "trained_on": {f"{v}-s{s}": (run.get("machine") or {}).get("train") for v, runs in scores.items()
+               "trained_on": {run_name(v, s): (run.get("machine") or {}).get("train") for v, runs in scores.items()
                               for s, run in runs.items()}}
     for variant, runs in scores.items():
         entry = {"seeds": [s for s in seeds if s in runs]}

@@ -1,7 +1,7 @@
 """The epoch loop: batches from the uint8 cache, batch augmentation, autocast.
 
-Each validated epoch writes a resume checkpoint, so an interrupted stage rerun
-continues from the last checkpoint with identical results on CPU.
+Each validated epoch writes the resume state (ResumeState), so an interrupted stage rerun
+continues from the last validated epoch with identical results on CPU.
 """
 from __future__ import annotations
 
@@ -23,10 +23,7 @@ from .atomic import save_torch
 from .augment import apply_augment, draw_augment
 from .errors import UserError
 from .hierarchy import class_argmax, leaf_scores, num_outputs
-from .losses import make_loss
-from .metrics import confusion_matrix, hierarchical_scores
-from .models import build_model
-from .runtime import (
+from .inference import (
     autocast,
     model_input,
     pick_device,
@@ -36,10 +33,12 @@ from .runtime import (
     upload,
     wants_cuda,
 )
+from .losses import make_loss
+from .metrics import confusion_matrix, hierarchical_scores
+from .models import build_model, save_weights
 from .settings.train import TrainConfig, epoch_side
 from .tracking import EpochLog
 from .tree import ClassTree
-from .versions import environment, machine
 
 CODE_DIR = Path(__file__).resolve().parent
 
@@ -116,7 +115,7 @@ def make_optimizer(cfg: TrainConfig, net: torch.nn.Module) -> torch.optim.Optimi
     return kind(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
-def validate(model, val_cache: dict, tree: ClassTree, loss_fn, mode: str, device, precision: str,
+def validate(model, val_cache: dict, tree: ClassTree, loss_fn, head: str, device, precision: str,
              batch_size: int):
     """(val loss, {miou0, miou1, ...}) at the cache resolution. The confusion matrix is
     accumulated on the device; only the small matrix comes back."""
@@ -129,7 +128,7 @@ def validate(model, val_cache: dict, tree: ClassTree, loss_fn, mode: str, device
         outputs = predict_logits(model, images[lo:lo + batch_size], device, precision)
         target = masks[lo:lo + batch_size].to(device).long()
         loss_sum += loss_fn(outputs, target) * len(target)
-        cm += confusion_matrix(target, class_argmax(leaf_scores(outputs, tree, mode)), n_cls)
+        cm += confusion_matrix(target, class_argmax(leaf_scores(outputs, tree, head)), n_cls)
     scores = hierarchical_scores(cm.cpu().numpy(), tree)
     return loss_sum.item() / n, {k: v for k, v in scores.items() if k.startswith("miou")}
 
@@ -244,7 +243,7 @@ def build_training_model(cfg: TrainConfig, tree: ClassTree, device, world: int):
     """(the plain network, the module to train: DDP-wrapped and/or compiled). torch's global
     generators are seeded with train.seed first, so every process starts from the same weights."""
     torch.manual_seed(cfg.seed)
-    net = build_model(cfg.arch, cfg.encoder, cfg.weights, num_outputs(tree, cfg.loss), cfg.decoder_width)
+    net = build_model(cfg.arch, cfg.encoder, cfg.init, num_outputs(tree, cfg.head), cfg.decoder_width)
     net = prepare_model(net, device)
     model = net
     if _sync_batchnorm(device, world):
@@ -289,7 +288,7 @@ def gather_rng_states(device, world: int) -> list[dict]:
     return states
 
 
-class Checkpoint:
+class ResumeState:
     """The resume file: everything needed to continue an interrupted run bit-identically.
 
     It holds each process's global RNG state (CPU and its own GPU), indexed by rank; a process
@@ -333,24 +332,26 @@ def to_training_device(cache: dict, device) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def train_variant(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict, *,
-                  weights_out: Path, live_dir: Path, resume_path: Path, progress: bool = True) -> dict:
+                  weights_out: Path, live_dir: Path, resume_path: Path, progress: bool = True,
+                  val_name: str = "val") -> dict:
     """Train one variant; write its weights and log each epoch with dvclive to ``live_dir``.
     Returns the last epoch's row.
 
-    Under torchrun (WORLD_SIZE > 1) every process trains on its slice of each
-    global batch with DistributedDataParallel; process 0 validates and writes."""
+    ``val_name`` names the split ``val_cache`` holds in what is printed (dev, or val without a dev
+    split); dvclive logs it under ``val/`` either way. Under torchrun (WORLD_SIZE > 1) every process
+    trains on its slice of each global batch with DistributedDataParallel; process 0 validates and writes."""
     check_processes(cfg)
     rank, world, device = _distributed(cfg.device)
     try:
         return _train(cfg, tree, train_cache, val_cache, rank, world, device, weights_out=weights_out,
-                      live_dir=live_dir, resume_path=resume_path, progress=progress)
+                      live_dir=live_dir, resume_path=resume_path, progress=progress, val_name=val_name)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
 def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict, rank: int, world: int, device, *,
-           weights_out: Path, live_dir: Path, resume_path: Path, progress: bool) -> dict:
+           weights_out: Path, live_dir: Path, resume_path: Path, progress: bool, val_name: str) -> dict:
     # a concrete precision, so the resume fingerprint and the weights' metadata say what was run
     cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
     n = len(train_cache["ids"])
@@ -368,11 +369,11 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
     optimizer = make_optimizer(cfg, net)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LrFactor(cfg, steps))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-    loss_fn = make_loss(tree, cfg.loss, cfg.loss_weights, cfg.class_weights, train_cache.get("pixel_counts"),
+    loss_fn = make_loss(tree, cfg.head, cfg.loss_weights, cfg.class_weights, train_cache.get("pixel_counts"),
                         cfg.tree_weight, cfg.tree_gamma, cfg.level_weight)
     gen = torch.Generator().manual_seed(cfg.seed)
-    checkpoint = Checkpoint(resume_path, fingerprint(cfg, train_cache))
-    start_epoch, history = checkpoint.restore(net, optimizer, scheduler, scaler, gen, rank, device)
+    resume = ResumeState(resume_path, fingerprint(cfg, train_cache))
+    start_epoch, history = resume.restore(net, optimizer, scheduler, scaler, gen, rank, device)
     learner = Learner(model, optimizer, scaler, loss_fn, gen, device, rank, world)
     lead = rank == 0
     if lead and progress:
@@ -395,17 +396,17 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
             bar.close()
             raise
         if lead and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            val_loss, scores = validate(net, val, tree, loss_fn, cfg.loss, device, cfg.precision, cfg.batch_size)
+            val_loss, scores = validate(net, val, tree, loss_fn, cfg.head, device, cfg.precision, cfg.batch_size)
             row.update(val_loss=val_loss, **{f"val_{k}": v for k, v in scores.items()})
             bar.write(f"{cfg.variant} epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, "
-                      f"val loss {val_loss:.4f}, val mIoU " + " / ".join(f"{v:.3f}" if v is not None else "-"
-                                                                           for v in scores.values()))
+                      f"{val_name} loss {val_loss:.4f}, {val_name} mIoU "
+                      + " / ".join(f"{v:.3f}" if v is not None else "-" for v in scores.values()))
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
         rng_states = gather_rng_states(device, world)
         if lead:
             log.log(row)
-            checkpoint.save(epoch + 1, net, optimizer, scheduler, scaler, gen, history, rng_states)
+            resume.save(epoch + 1, net, optimizer, scheduler, scaler, gen, history, rng_states)
         if dist.is_initialized():
             dist.barrier()
     bar.close()
@@ -415,16 +416,3 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
     log.close()
     resume_path.unlink(missing_ok=True)
     return history[-1]
-
-
-def save_weights(path: Path, net, cfg: TrainConfig, tree: ClassTree, size: int) -> None:
-    """The weights file the train stage writes: the state dict and what rebuilds the model
-    (read back by hseg.models.load_checkpoint)."""
-    meta = {"variant": cfg.variant, "arch": cfg.arch, "encoder": cfg.encoder, "weights": cfg.weights,
-            "decoder_width": cfg.decoder_width, "num_classes": num_outputs(tree, cfg.loss), "mode": cfg.loss,
-            "size": size,
-            "leaf_names": list(tree.leaf_names), "tree": tree.spec, "background": tree.background,
-            "epochs": cfg.epochs, "precision": cfg.precision, "seed": cfg.seed, "versions": environment(),
-            "machine": machine()}
-    # SyncBatchNorm keeps BatchNorm2d's parameter names, so these load into a plain model
-    save_torch({"meta": meta, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}, path)

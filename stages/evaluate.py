@@ -9,7 +9,7 @@ from hseg.atomic import atomic_path, write_json
 from hseg.cache import load_cache
 from hseg.cli import run_cli, stage_parser
 from hseg.evaluate import evaluate_weights
-from hseg.models import weights_meta
+from hseg.models import load_weights_meta
 from hseg.settings.base import load_params
 from hseg.settings.classes import class_tree
 from hseg.settings.evaluate import evaluate_settings
@@ -32,7 +32,7 @@ def main(args):
     # the test-time augmentation these scores were measured with: `python -m hseg predict` applies it by default
     scores["tta"] = {"flip": settings.flip_tta, "sides": list(settings.tta_sides)}
     # bf16 kernels differ between CPU types: record where the run trained and where it was scored
-    scores["machine"] = {"train": weights_meta(layout.weights_file(run)).get("machine"), "evaluate": machine()}
+    scores["machine"] = {"train": load_weights_meta(layout.weights_file(run)).get("machine"), "evaluate": machine()}
     write_json(layout.metrics_file(run), scores)
     shown = "  ".join(f"mIoU^{k} {scores[f'miou{k}']:.4f}" for k in range(len(tree.levels))
                       if scores[f"miou{k}"] is not None)

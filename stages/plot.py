@@ -48,8 +48,9 @@ def main(args):
     for name, table in zip(("train", "val"), plots.curve_tables(histories, deepest)):
         with atomic_path(layout.CURVES / f"{name}.csv") as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")
+    val_name = layout.validation_split()
     for v in [r for r in runs if layout.split_run(r)[1] == seeds[0]]:
-        plots.save(plots.training_curves(histories[v].to_dict("list"), v), out / f"curves_{v}.png", dpi)
+        plots.save(plots.training_curves(histories[v].to_dict("list"), v, val_name), out / f"curves_{v}.png", dpi)
         details = np.load(layout.details_file(v))
         pred = details["pred"]
         plots.save(plots.prediction_grid(images[grid_idx], masks[grid_idx], pred[grid_idx], tree,

@@ -1,4 +1,4 @@
-"""Stage train@<variant>-<seed>: train one arch-encoder-weights variant with one seed on the prepared
+"""Stage train@<variant>-<seed>: train one arch-encoder-init variant with one seed on the prepared
 train cache, validating on dev (or on val when data.dev_fraction is 0)."""
 import os
 import sys
@@ -20,20 +20,21 @@ def main(args):
         # relaunch this same stage under torchrun, one process per device
         os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                   f"--nproc-per-node={cfg.processes}", "-m", "stages.train", *sys.argv[1:]])
-    if cfg.weights == "imagenet":
+    if cfg.init == "imagenet":
         from hseg.models import imagenet_weights_file
         imagenet_weights_file(cfg.encoder)  # fail in seconds if the weights cannot be had
     run = layout.run_name(cfg.variant, cfg.seed)
     train_cache = load_cache(layout.cache_file("train"))
-    val_cache = load_cache(layout.cache_file(layout.validation_split()))
+    val_name = layout.validation_split()
+    val_cache = load_cache(layout.cache_file(val_name))
     tree = class_tree(params, train_cache["leaf_names"])
     last = train_variant(cfg, tree, train_cache, val_cache, weights_out=layout.weights_file(run),
                          live_dir=layout.live_dir(run), resume_path=layout.resume_file(run),
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, val_name=val_name)
     if not last:  # not the lead process
         return
     deepest = len(tree.levels) - 1
-    print(f"{run}: done, last epoch {layout.validation_split()} mIoU^{deepest} {last[f'val_miou{deepest}']}; "
+    print(f"{run}: done, last epoch {val_name} mIoU^{deepest} {last[f'val_miou{deepest}']}; "
           f"weights -> {layout.weights_file(run)}")
 
 

@@ -35,7 +35,7 @@ def test_study_timing_projects_from_an_epoch_after_the_first_without_dvclive(tmp
     params["prepare"]["size"] = 32
     params["train"].update(batch_size=4, crop=0)
     params["evaluate"]["batch_size"] = 4
-    params["study"].update(archs=["unet", "deeplabv3plus"], encoders=["resnet34"], weights=["imagenet"])
+    params["study"].update(archs=["unet", "deeplabv3plus"], encoders=["resnet34"], inits=["imagenet"])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "timing.json"
     env = hide_dvclive(tmp_path)
@@ -151,10 +151,9 @@ def untrained_model_and_val_cache(tmp_path, params, tree, dataset, side: int):
     under tmp_path, for the scripts that score a model; returns the model."""
     from hseg.cache import save_cache
     from hseg.dataset import read_ids
-    from hseg.models import build_model
+    from hseg.models import build_model, save_weights
     from hseg.prepare import build_cache
     from hseg.settings.train import train_config
-    from hseg.train import save_weights
     cache = build_cache(dataset, read_ids(dataset / "val_id.txt"), 7, side, keep_full_masks=True, workers=1)
     save_cache({**cache, "leaf_names": CLASSES}, tmp_path / "val.pt")
     torch.manual_seed(0)
@@ -168,7 +167,7 @@ def untrained_model_and_val_cache(tmp_path, params, tree, dataset, side: int):
 def test_inference_benchmark_leaf_argmax_row_is_evaluates_score(tmp_path, params, tree, dataset):
     from hseg.cache import load_cache
     from hseg.evaluate import evaluate_model
-    from hseg.runtime import resolve_precision
+    from hseg.inference import resolve_precision
     net = untrained_model_and_val_cache(tmp_path, params, tree, dataset, 32)
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "inference.py"), "w.pt", "--cache", "val.pt",
                            "--flip-tta"], cwd=tmp_path, capture_output=True, text=True, timeout=300)

@@ -13,9 +13,9 @@ import yaml
 
 from hseg.errors import UserError
 from hseg.evaluate import evaluate_model
+from hseg.inference import pick_device, predict_logits, prepare_model
 from hseg.metrics import confusion_matrix
-from hseg.models import build_model, load_checkpoint
-from hseg.runtime import pick_device, predict_logits, prepare_model
+from hseg.models import build_model, load_weights
 from hseg.settings.train import train_config
 from hseg.tracking import read_history
 from hseg.train import check_processes, rng_state, set_rng_state, to_training_device, train_variant
@@ -100,8 +100,8 @@ def test_gpu_evaluation_matches_cpu(work, tree):
     _, val = caches(work)
     scores = {}
     for device in ("cpu", "cuda"):
-        model, meta = load_checkpoint(work / "auto" / "w.pt", device)
-        scores[device], _ = evaluate_model(model, meta["mode"], val, tree, pick_device(device), "fp32", 4,
+        model, meta = load_weights(work / "auto" / "w.pt", device)
+        scores[device], _ = evaluate_model(model, meta["head"], val, tree, pick_device(device), "fp32", 4,
                                            progress=False)
     assert torch.backends.cudnn.allow_tf32 is False
     for k in range(3):

@@ -4,7 +4,7 @@ import segmentation_models_pytorch as smp
 import torch
 
 from hseg.errors import UserError
-from hseg.models import build_model, load_checkpoint
+from hseg.models import build_model, load_weights, load_weights_meta
 
 
 def shapes(model):
@@ -38,14 +38,25 @@ def test_arch_without_decoder_channels_refuses_a_width():
         build_model("fpn", "resnet18", "scratch", 7, 0.5)
 
 
-def test_checkpoint_rebuilds_the_width_it_was_trained_with(tmp_path):
+def test_weights_file_rebuilds_the_width_it_was_trained_with(tmp_path):
     net = build_model("unet", "resnet34", "scratch", 7, 0.5)
     meta = {"arch": "unet", "encoder": "resnet34", "num_classes": 7, "decoder_width": 0.5}
     torch.save({"meta": meta, "state_dict": net.state_dict()}, tmp_path / "w.pt")
-    model, _ = load_checkpoint(tmp_path / "w.pt")
+    model, _ = load_weights(tmp_path / "w.pt")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), net.state_dict().values()))
     # weights written before decoder_width existed have no such key: smp's default decoder
     old = build_model("unet", "resnet34", "scratch", 7)
     del meta["decoder_width"]
     torch.save({"meta": meta, "state_dict": old.state_dict()}, tmp_path / "old.pt")
-    assert shapes(load_checkpoint(tmp_path / "old.pt")[0]) == shapes(old)
+    assert shapes(load_weights(tmp_path / "old.pt")[0]) == shapes(old)
+
+
+def test_weights_files_from_before_the_renames_load_under_todays_names(tmp_path):
+    """Files trained before ``mode`` became ``head`` and ``weights`` became ``init`` still load,
+    and read as today's keys (what evaluate and predict look up)."""
+    net = build_model("unet", "resnet34", "scratch", 7)
+    meta = {"arch": "unet", "encoder": "resnet34", "num_classes": 7, "mode": "flat", "weights": "scratch"}
+    torch.save({"meta": meta, "state_dict": net.state_dict()}, tmp_path / "old.pt")
+    for read in (load_weights(tmp_path / "old.pt")[1], load_weights_meta(tmp_path / "old.pt")):
+        assert read["head"] == "flat" and read["init"] == "scratch" and read["decoder_width"] == 1.0
+        assert "mode" not in read and "weights" not in read

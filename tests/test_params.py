@@ -49,7 +49,7 @@ def test_bad_variant_override_names_the_variant(params):
 @pytest.mark.parametrize("axis, value, message", [
     ("archs", ["unet", "pspnett"], "study.archs[1] = 'pspnett': not provided by segmentation-models-pytorch"),
     ("encoders", ["resnet19"], "study.encoders[0] = 'resnet19'"),
-    ("weights", ["ssl"], "study.weights[0] = 'ssl': allowed values are scratch, imagenet"),
+    ("inits", ["ssl"], "study.inits[0] = 'ssl': allowed values are scratch, imagenet"),
     ("archs", [], "must be a non-empty list"),
 ])
 def test_bad_study_axes_are_named(params, axis, value, message):
@@ -64,7 +64,7 @@ def test_variant_names_are_checked():
     with pytest.raises(UserError, match="arch = 'fpm'"):
         parse_variant("fpm-resnet34-scratch")
     assert parse_variant("fpn-timm-efficientnet-b0-scratch") == ("fpn", "timm-efficientnet-b0", "scratch")
-    with pytest.raises(UserError, match="expected <arch>-<encoder>-<weights>"):
+    with pytest.raises(UserError, match="expected <arch>-<encoder>-<init>"):
         parse_variant("unet")
 
 
@@ -79,10 +79,10 @@ def test_sizes_must_be_multiples_of_32():
 def test_any_smp_architecture_and_encoder_is_a_params_only_change(params):
     """No allow-list in the code: names are checked against smp's own registries."""
     from hseg.models import build_model
-    params["study"].update(archs=["fpn"], encoders=["resnet18"], weights=["scratch"])
+    params["study"].update(archs=["fpn"], encoders=["resnet18"], inits=["scratch"])
     assert study_variants(params) == ["fpn-resnet18-scratch"]
     cfg = train_config(params, "fpn-resnet18-scratch", 42)
-    model = build_model(cfg.arch, cfg.encoder, cfg.weights, 7)
+    model = build_model(cfg.arch, cfg.encoder, cfg.init, 7)
     assert type(model).__name__ == "FPN" and model.encoder.__class__.__name__ == "ResNetEncoder"
 
 
@@ -102,10 +102,10 @@ def test_level_weight_is_a_non_negative_number_for_the_flat_loss_only(params):
     assert train_config(params, "unet-resnet34-scratch", 42).level_weight == 0
     params["train"]["level_weight"] = 0.5
     assert train_config(params, "unet-resnet34-scratch", 42).level_weight == 0.5
-    params["train"]["loss"] = "tree"
-    with pytest.raises(UserError, match=r"train.level_weight = 0.5: applies to the flat loss only"):
+    params["train"]["head"] = "tree"
+    with pytest.raises(UserError, match=r"train.level_weight = 0.5: applies to the flat head only"):
         train_config(params, "unet-resnet34-scratch", 42)
-    params["train"].update(loss="flat", level_weight=-1)
+    params["train"].update(head="flat", level_weight=-1)
     with pytest.raises(UserError, match=r"train.level_weight = -1"):
         train_config(params, "unet-resnet34-scratch", 42)
 

@@ -68,7 +68,7 @@ def make_repo(repo: Path, archs=("unet", "deeplabv3plus")) -> Path:
     set_param(repo, "train.batch_size", 8)
     set_param(repo, "study.archs", list(archs))
     set_param(repo, "study.encoders", ["resnet34"])
-    set_param(repo, "study.weights", ["scratch"])
+    set_param(repo, "study.inits", ["scratch"])
     set_param(repo, "study.seeds", [SEED])
     sh(["git", "init", "-q"], repo)
     sh(["git", "config", "user.email", "t@example.com"], repo)
@@ -172,7 +172,7 @@ def test_code_edits_rerun_exactly_the_stages_that_run_that_code(repo):
     trains, evaluates = stages("train"), stages("evaluate")
     for module, expected in (("hseg/plots.py", {"plot"}),
                              ("hseg/losses.py", trains),
-                             ("hseg/runtime.py", trains | evaluates),
+                             ("hseg/inference.py", trains | evaluates),
                              ("hseg/summary.py", {"summarize"}),
                              ("hseg/tree.py", everything),
                              # each stage's settings checks are its own; the cache format is every stage's

@@ -33,3 +33,24 @@ def test_iou_table_and_heat_map_hold_every_class_of_every_level(tree):
         assert (np.ma.is_masked(data[i, 1]) or np.isnan(data[i, 1])) if b is None else data[i, 1] == b
 
 
+
+
+def test_miou_bars_show_each_variants_mean_over_seeds_its_sd_and_every_seed(tree):
+    """Runs of one variant make one bar (their mean) with the sample sd as its error bar and a dot
+    per seed; a one-seed variant is its single value, without error bar."""
+    from hseg.plots import miou_bars
+    levels = range(len(tree.levels))
+    runs = {"unet-resnet34-scratch-s42": {f"miou{k}": 0.5 - 0.1 * k for k in levels},
+            "unet-resnet34-scratch-s43": {f"miou{k}": 0.6 - 0.1 * k for k in levels},
+            "unet-resnet34-scratch-s44": {f"miou{k}": 0.7 - 0.1 * k for k in levels},
+            "unet-resnet50-scratch-s42": {f"miou{k}": 0.3 for k in levels}}
+    ax = miou_bars(runs, tree).axes[0]
+    heights = [round(p.get_height(), 6) for p in ax.patches]
+    assert heights == [0.6, 0.5, 0.4, 0.3, 0.3, 0.3]   # variant by variant, level by level
+    caps = [c for c in ax.containers if getattr(c, "has_yerr", False)]
+    bars_with_err = caps[0]
+    low, high = bars_with_err.lines[2][0].get_segments()[0][:, 1]   # level 0's error bar
+    assert np.isclose(high - low, 2 * 0.1)                          # sd of 0.5, 0.6, 0.7 is 0.1
+    from matplotlib.collections import PathCollection
+    dots = np.concatenate([c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)])
+    assert sorted(np.round(dots[:, 1], 6)) == sorted(np.round([0.5, 0.6, 0.7, 0.4, 0.5, 0.6, 0.3, 0.4, 0.5], 6))

@@ -15,10 +15,11 @@ from PIL import Image
 from hseg import layout
 from hseg.colours import level_palette, node_colours
 from hseg.errors import UserError
+from hseg.inference import upsample_argmax
+from hseg.models import save_weights
 from hseg.predict import chosen_tta, collect_images, parser, predict_files, run
-from hseg.runtime import upsample_argmax
 from hseg.settings.train import train_config
-from hseg.train import build_training_model, save_weights
+from hseg.train import build_training_model
 from hseg.tree import build_tree
 from tests.synthetic import CLASSES
 

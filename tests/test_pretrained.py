@@ -63,7 +63,7 @@ def test_missing_weights_say_which_files_and_how_to_get_them(tmp_path, monkeypat
     text = str(err.value)
     _, revision = pretrained_source("resnet50")
     assert f"models--smp-hub--resnet50.imagenet/snapshots/{revision}/model.safetensors" in text
-    assert "snapshot_download('smp-hub/resnet50.imagenet'" in text and "weights 'scratch'" in text
+    assert "snapshot_download('smp-hub/resnet50.imagenet'" in text and "init 'scratch'" in text
 
 
 @pytest.mark.slow

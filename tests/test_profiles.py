@@ -86,7 +86,7 @@ def test_original_profile_is_exactly_the_original_studys_recipe(params):
     assert (cfg.epochs, cfg.batch_size, cfg.crop, cfg.optimizer, cfg.lr, cfg.weight_decay) == (
         20, 16, 0, "adam", 1e-3, 0)
     assert (cfg.schedule, cfg.warmup_epochs, cfg.t0, cfg.eta_min) == ("cosine_restarts", 0, 10, 1e-6)
-    assert cfg.loss == "flat" and cfg.class_weights == "none" and cfg.level_weight == 0
+    assert cfg.head == "flat" and cfg.class_weights == "none" and cfg.level_weight == 0
     assert {k: w for k, w in cfg.loss_weights.items() if w} == {"ce": 1.0}
     assert cfg.augment == Augment(hflip=True, scale=(1.0, 1.0), shift=0, rotate=0, brightness=0, contrast=0)
     assert not evaluate_settings(params).flip_tta and not evaluate_settings(params).tta_sides

@@ -56,4 +56,26 @@ def test_readme_table_is_the_report_of_the_committed_metrics():
     found = re.search(r"<!-- report:start -->\n(.*?)\n<!-- report:end -->", readme, re.S)
     assert found, "README.md has no <!-- report:start --> ... <!-- report:end --> block"
     expected = report(ROOT / "metrics" / "summary.json", ROOT / "dvclive", markdown=True)
-    assert found.group(1).strip() == expected.strip(), "regenerate it: python -m hseg report --markdown"
+    assert found.group(1).strip() == expected.strip(), "regenerate it: python -m hseg report --update README.md"
+
+
+def test_update_writes_the_table_between_the_markers_and_keeps_the_rest(tmp_path):
+    summary = write_study(tmp_path)
+    page = tmp_path / "page.md"
+    page.write_text("# Title\n\n<!-- report:start -->\nold table\n<!-- report:end -->\n\nafter\n")
+    cmd = [sys.executable, "-m", "hseg", "report", "--summary", str(summary), "--live-dir", str(tmp_path / "dvclive"),
+           "--update", str(page)]
+    assert subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=60).returncode == 0
+    table = report(summary, tmp_path / "dvclive", markdown=True)
+    assert page.read_text() == f"# Title\n\n<!-- report:start -->\n{table}\n<!-- report:end -->\n\nafter\n"
+    page.write_text("no markers\n")   # refused, and the file is left as it was
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "must hold one <!-- report:start -->" in proc.stderr
+    assert page.read_text() == "no markers\n"
+
+
+def test_summarize_and_report_do_not_import_torch():
+    """They read JSON only; torch's import alone costs them seconds."""
+    code = ("import sys, hseg.report, hseg.summary, stages.summarize; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

@@ -27,16 +27,16 @@ VARIANT = "unet-resnet34-scratch"
 COMMITTED = dict(
     epochs=20, batch_size=16, crop=192, optimizer="adamw", lr=0.001, weight_decay=0.0001,
     schedule="warmup_cosine", warmup_epochs=1.0, t0=10, eta_min=0.0, seed=42, precision="auto", device="auto",
-    loss="flat", loss_weights={"ce": 1.0, "dice": 1.0, "lovasz": 0.0, "focal": 1.0}, class_weights="inverse_sqrt",
+    head="flat", loss_weights={"ce": 1.0, "dice": 1.0, "lovasz": 0.0, "focal": 1.0}, class_weights="inverse_sqrt",
     tree_weight=1.0, tree_gamma=2.0, level_weight=0.0, val_every=1, processes=1, accumulate=1, compile=False,
     decoder_width=1.0, augment=dict(hflip=True, scale=(0.5, 2.0), shift=0.0, rotate=0.0, brightness=0.0, contrast=0.0),
     progressive=())
 
 
 def expected(variant: str, **changes) -> dict:
-    arch, encoder, weights = variant.split("-")
+    arch, encoder, init = variant.split("-")
     out = copy.deepcopy(COMMITTED)
-    out.update(variant=variant, arch=arch, encoder=encoder, weights=weights)
+    out.update(variant=variant, arch=arch, encoder=encoder, init=init)
     for key, value in changes.items():
         if isinstance(value, dict):
             out[key] = {**out[key], **value}
@@ -76,14 +76,14 @@ def test_overrides_give_the_same_config_as_before(committed):
         "augment": {"rotate": 5, "scale": [1, 1]},
         "loss_weights": {"dice": 0}, "crop": 0, "progressive": [[2, 64], [1, 96]], "epochs": 4, "decoder_width": 0.5}
     committed["variants"]["fpn-resnet18-imagenet"] = {
-        "decoder_width": 1, "loss": "tree", "class_weights": "none", "tree_loss": {"weight": 2}, "optimizer": "adam",
+        "decoder_width": 1, "head": "tree", "class_weights": "none", "tree_loss": {"weight": 2}, "optimizer": "adam",
         "weight_decay": 0, "compile": True, "val_every": 2, "level_weight": 0}
     assert_config(train_config(committed, VARIANT, 42), expected(
         VARIANT, lr=1.0, schedule="cosine_restarts", warmup_epochs=3.0, augment={"rotate": 5.0, "scale": (1.0, 1.0)},
         loss_weights={"dice": 0.0}, crop=0, progressive=((2, 64), (1, 96)), epochs=4, decoder_width=0.5,
         level_weight=0.5))
     assert_config(train_config(committed, "fpn-resnet18-imagenet", 7), expected(
-        "fpn-resnet18-imagenet", seed=7, lr=0.002, loss="tree", class_weights="none", tree_weight=2.0,
+        "fpn-resnet18-imagenet", seed=7, lr=0.002, head="tree", class_weights="none", tree_weight=2.0,
         optimizer="adam", weight_decay=0.0, compile=True, val_every=2))
     assert_config(train_config(committed, "deeplabv3plus-resnet50-imagenet", 42),
                   expected("deeplabv3plus-resnet50-imagenet", lr=0.002, level_weight=0.5))
@@ -210,6 +210,16 @@ def test_types_are_strict(committed, key, value, message):
     assert str(err.value) == message
 
 
+def test_renamed_keys_say_their_new_names(committed):
+    """params.yaml files written before the renames get the new key's name, not only 'unknown key'."""
+    committed["train"]["loss"] = committed["train"].pop("head")
+    with pytest.raises(UserError, match=r"(?m)^train.loss = 'flat': renamed to head \(flat \| tree"):
+        train_config(committed, VARIANT, 42)
+    committed["study"]["weights"] = committed["study"].pop("inits")
+    with pytest.raises(UserError, match=r"(?m)^study.weights = \[.*\]: renamed to inits \(scratch \| imagenet"):
+        study_settings(committed)
+
+
 def test_every_problem_is_one_line_in_params_order(committed):
     committed["train"].update(epochs=0, optimizer="sgd", compile="no", colour=1)
     committed["train"]["augment"]["rotate"] = -5
@@ -221,7 +231,7 @@ def test_every_problem_is_one_line_in_params_order(committed):
         "train.compile = 'no': must be true or false",
         "train.augment.rotate = -5: must be a number >= 0",
         "train.colour = 1: unknown key; allowed keys are epochs, batch_size, crop, progressive, optimizer, lr, "
-        "weight_decay, scheduler, loss, loss_weights, level_weight, class_weights, tree_loss, val_every, precision, "
+        "weight_decay, scheduler, head, loss_weights, level_weight, class_weights, tree_loss, val_every, precision, "
         "device, processes, accumulate, compile, decoder_width, augment"]
 
 

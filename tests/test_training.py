@@ -175,17 +175,17 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(workdir):
     assert moved > 1e-4 and close >= 0.999
 
 
-def test_tree_mode_checkpoint_evaluates_and_predicts(workdir, tree, tmp_path):
+def test_tree_head_model_evaluates_and_predicts(workdir, tree, tmp_path):
     """A tree-mode model (12 outputs) goes through evaluate and predict; path inference keeps
     every pixel consistent with the tree."""
     from hseg.evaluate import evaluate_model
-    from hseg.models import load_checkpoint
+    from hseg.models import load_weights
     from hseg.predict import collect_images, predict_files
 
-    train_once(workdir, tree, tmp_path, epochs=1, loss="tree")
-    model, meta = load_checkpoint(tmp_path / "w.pt")
-    assert meta["mode"] == "tree" and meta["num_classes"] == 12
-    scores, details = evaluate_model(model, meta["mode"], load(workdir, "val"), tree, torch.device("cpu"), "bf16", 4,
+    train_once(workdir, tree, tmp_path, epochs=1, head="tree")
+    model, meta = load_weights(tmp_path / "w.pt")
+    assert meta["head"] == "tree" and meta["num_classes"] == 12
+    scores, details = evaluate_model(model, meta["head"], load(workdir, "val"), tree, torch.device("cpu"), "bf16", 4,
                                      progress=False)
     assert scores["consistency"] == 1.0 and 0.0 <= scores["consistency_levelwise_argmax"] <= 1.0
     assert all(0.0 <= scores[f"miou{k}"] <= 1.0 for k in range(3))
@@ -196,9 +196,9 @@ def test_tree_mode_checkpoint_evaluates_and_predicts(workdir, tree, tmp_path):
 
 
 def test_decoder_width_is_trained_and_recorded_in_the_weights(workdir, tree, tmp_path):
-    from hseg.models import load_checkpoint
+    from hseg.models import load_weights
     state, _ = train_once(workdir, tree, tmp_path, epochs=1, decoder_width=0.5)
-    model, meta = load_checkpoint(tmp_path / "w.pt")
+    model, meta = load_weights(tmp_path / "w.pt")
     assert meta["decoder_width"] == 0.5 and model.segmentation_head[0].in_channels == 8  # UNet's last block: 16 / 2
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
 
@@ -214,14 +214,14 @@ def test_auto_precision_without_native_bf16_trains_exactly_as_fp32(workdir, tree
     assert torch.load(tmp_path / "auto" / "w.pt", weights_only=False)["meta"]["precision"] == "fp32"
 
 
-def test_resume_checkpoint_needs_the_same_params_data_content_and_code(workdir, tree, tmp_path, monkeypatch):
-    """A checkpoint is reused only by the run that wrote it: a cache with the same number of
+def test_resume_state_needs_the_same_params_data_content_and_code(workdir, tree, tmp_path, monkeypatch):
+    """The resume state is reused only by the run that wrote it: a cache with the same number of
     images but one changed pixel, other params, or edited library code start over."""
     import dataclasses
     import shutil
 
     from hseg import train as train_module
-    from hseg.train import Checkpoint, LrFactor, build_training_model, fingerprint, make_optimizer
+    from hseg.train import LrFactor, ResumeState, build_training_model, fingerprint, make_optimizer
 
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     cfg = train_config(params, VARIANT, 42)
@@ -233,22 +233,22 @@ def test_resume_checkpoint_needs_the_same_params_data_content_and_code(workdir, 
         return (net, opt, torch.optim.lr_scheduler.LambdaLR(opt, LrFactor(cfg, 2)),
                 torch.amp.GradScaler("cpu", enabled=False), torch.Generator())
 
-    Checkpoint(tmp_path / "r.pt", fingerprint(cfg, cache)).save(1, *parts(), history=[{"epoch": 1}])
-    assert Checkpoint(tmp_path / "r.pt", fingerprint(cfg, cache)).restore(*parts()) == (1, [{"epoch": 1}])
+    ResumeState(tmp_path / "r.pt", fingerprint(cfg, cache)).save(1, *parts(), history=[{"epoch": 1}])
+    assert ResumeState(tmp_path / "r.pt", fingerprint(cfg, cache)).restore(*parts()) == (1, [{"epoch": 1}])
 
     changed = dict(cache, images=cache["images"].clone())
     changed["images"][3, 1, 10, 10] ^= 1  # same count, one pixel differs
     assert len(changed["images"]) == len(cache["images"])
-    assert Checkpoint(tmp_path / "r.pt", fingerprint(cfg, changed)).restore(*parts()) == (0, [])
+    assert ResumeState(tmp_path / "r.pt", fingerprint(cfg, changed)).restore(*parts()) == (0, [])
     other = dataclasses.replace(cfg, lr=cfg.lr / 2)
-    assert Checkpoint(tmp_path / "r.pt", fingerprint(other, cache)).restore(*parts()) == (0, [])
+    assert ResumeState(tmp_path / "r.pt", fingerprint(other, cache)).restore(*parts()) == (0, [])
 
     code = tmp_path / "code"
     shutil.copytree(train_module.CODE_DIR, code, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(train_module, "CODE_DIR", code)
-    assert Checkpoint(tmp_path / "r.pt", fingerprint(cfg, cache)).restore(*parts()) == (1, [{"epoch": 1}])
+    assert ResumeState(tmp_path / "r.pt", fingerprint(cfg, cache)).restore(*parts()) == (1, [{"epoch": 1}])
     (code / "augment.py").write_text((code / "augment.py").read_text() + "\n# edited\n")
-    assert Checkpoint(tmp_path / "r.pt", fingerprint(cfg, cache)).restore(*parts()) == (0, [])
+    assert ResumeState(tmp_path / "r.pt", fingerprint(cfg, cache)).restore(*parts()) == (0, [])
 
 
 def test_crop_larger_than_the_cache_is_refused_before_training(workdir, tree, tmp_path):
@@ -297,11 +297,11 @@ class _MirrorAveraged(torch.nn.Module):
 
 def trained_model_and_val(workdir):
     """(weights path, model, its metadata, val cache) of the workdir's variant, trained once."""
-    from hseg.models import load_checkpoint
+    from hseg.models import load_weights
     weights = workdir / "models" / f"{RUN}.pt"
     if not weights.exists():
         assert stage(workdir, "stages.train", VARIANT, "42", "--no-progress").wait(timeout=300) == 0
-    model, meta = load_checkpoint(weights)
+    model, meta = load_weights(weights)
     return weights, model, meta, load(workdir, "val")
 
 
@@ -313,7 +313,7 @@ def test_evaluate_flip_tta_scores_the_mirror_averaged_logits(workdir, tree):
     device = torch.device("cpu")
 
     def confusion(net, flip_tta):
-        return evaluate_model(net, meta["mode"], val, tree, device, "fp32", 4, False, flip_tta)[1]["confusion"]
+        return evaluate_model(net, meta["head"], val, tree, device, "fp32", 4, False, flip_tta)[1]["confusion"]
 
     with_tta = confusion(model, True)
     assert not np.array_equal(with_tta, confusion(model, False))  # precondition: TTA changes some pixel
@@ -351,7 +351,7 @@ def test_evaluate_tta_sides_scores_the_scale_averaged_logits(workdir, tree):
     device = torch.device("cpu")
 
     def confusion(net, tta_sides=(), flip_tta=False):
-        return evaluate_model(net, meta["mode"], val, tree, device, "fp32", 4, False, flip_tta,
+        return evaluate_model(net, meta["head"], val, tree, device, "fp32", 4, False, flip_tta,
                               tta_sides)[1]["confusion"]
 
     with_tta = confusion(model, sides)
@@ -410,13 +410,13 @@ def test_more_processes_than_gpus_is_refused_before_any_work(workdir, tree, tmp_
 
 
 def test_each_rank_saves_and_restores_its_own_rng_state(workdir, tree, tmp_path, monkeypatch):
-    """The resume checkpoint holds one RNG state per process (CPU and that process's own GPU), and a
+    """The resume state holds one RNG state per process (CPU and that process's own GPU), and a
     process restores its own: a resume with more processes than wrote it keeps the extra ones' own
     seeding, and no process touches the RNG of a GPU it does not use (set_rng_state_all failed when
     the checkpoint held more GPU states than the resuming machine has GPUs)."""
     from hseg.train import (
-        Checkpoint,
         LrFactor,
+        ResumeState,
         build_training_model,
         fingerprint,
         make_optimizer,
@@ -444,7 +444,7 @@ def test_each_rank_saves_and_restores_its_own_rng_state(workdir, tree, tmp_path,
         assert torch.equal(torch.get_rng_state(), per_rank[-1])  # reproducible
     assert not torch.equal(per_rank[0], per_rank[1]) and not torch.equal(per_rank[0], after_init)
 
-    # a checkpoint written by 2 GPU processes: each saved its own GPU's state only
+    # resume state written by 2 GPU processes: each saved its own GPU's state only
     seen = []
     monkeypatch.setattr(torch.cuda, "get_rng_state",
                         lambda device: seen.append(device) or torch.full((8,), device.index, dtype=torch.uint8))
@@ -454,7 +454,7 @@ def test_each_rank_saves_and_restores_its_own_rng_state(workdir, tree, tmp_path,
         torch.manual_seed(100 + rank)
         states.append(rng_state(torch.device("cuda", rank)))
     assert seen == [torch.device("cuda", 0), torch.device("cuda", 1)]
-    path = Checkpoint(tmp_path / "r.pt", fingerprint(cfg, load(workdir, "train")))
+    path = ResumeState(tmp_path / "r.pt", fingerprint(cfg, load(workdir, "train")))
     path.save(1, *parts(), history=[{"epoch": 1}], rng_states=states)
 
     restored = []

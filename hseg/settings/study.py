@@ -1,4 +1,4 @@
-"""The study: which variants (arch x encoder x weights, names from segmentation-models-pytorch's own
+"""The study: which variants (arch x encoder x init, names from segmentation-models-pytorch's own
 registries) and which seeds; how a variant's name reads; which archs have decoder channels to scale.
 
 Read by the plot stage (study.*), by the train and evaluate stages (a variant's name) and by
@@ -15,7 +15,7 @@ from pydantic_core import PydanticCustomError
 from ..errors import UserError
 from .base import NonNegativeInt, Settings, check, choice, listed, section
 
-WEIGHTS = ("scratch", "imagenet")
+INITS = ("scratch", "imagenet")  # how a variant's encoder starts: random, or ImageNet-pretrained
 
 
 def smp_archs() -> tuple[str, ...]:
@@ -77,7 +77,7 @@ def _registered(registry):
 
 Arch = _registered(smp_archs)
 Encoder = _registered(smp_encoders)
-Weights = choice(*WEIGHTS)
+Init = choice(*INITS)
 
 
 def _distinct(values: list) -> list:
@@ -89,17 +89,19 @@ def _distinct(values: list) -> list:
 
 
 class StudySettings(Settings):
-    """``study``: the train matrix (every arch x encoder x weights) and the seeds each variant trains with."""
+    """``study``: the train matrix (every arch x encoder x init) and the seeds each variant trains with."""
+    REFUSED = {"weights": "renamed to inits (scratch | imagenet: how each encoder starts)"}
+
     archs: listed(Arch, "must be a non-empty list, e.g. ['unet', 'deeplabv3plus']", non_empty=True)
     encoders: listed(Encoder, "must be a non-empty list, e.g. ['resnet34', 'resnet50']", non_empty=True)
-    weights: listed(Weights, "must be a non-empty list, e.g. ['scratch', 'imagenet']", non_empty=True)
+    inits: listed(Init, "must be a non-empty list, e.g. ['scratch', 'imagenet']", non_empty=True)
     seeds: Annotated[listed(NonNegativeInt, "must be a non-empty list of distinct integers >= 0, e.g. [42, 43, 44]",
                             non_empty=True), AfterValidator(_distinct)]
 
     @property
     def variants(self) -> list[str]:
-        """The variant names of the train matrix, as DVC names them (arch-encoder-weights)."""
-        return [f"{a}-{e}-{w}" for a in self.archs for e in self.encoders for w in self.weights]
+        """The variant names of the train matrix, as DVC names them (arch-encoder-init)."""
+        return [f"{a}-{e}-{w}" for a in self.archs for e in self.encoders for w in self.inits]
 
 
 def study_settings(params: dict) -> StudySettings:
@@ -107,16 +109,16 @@ def study_settings(params: dict) -> StudySettings:
 
 
 def study_variants(params: dict) -> list[str]:
-    """The variant names of the train matrix, as DVC names them (arch-encoder-weights)."""
+    """The variant names of the train matrix, as DVC names them (arch-encoder-init)."""
     return study_settings(params).variants
 
 
 def parse_variant(name: str) -> tuple[str, str, str]:
-    """<arch>-<encoder>-<weights>; the encoder may itself contain '-' (e.g. timm-efficientnet-b0)."""
+    """<arch>-<encoder>-<init>; the encoder may itself contain '-' (e.g. timm-efficientnet-b0)."""
     parts = name.split("-")
     if len(parts) < 3:
-        raise UserError(f"variant '{name}': expected <arch>-<encoder>-<weights>, e.g. unet-resnet34-scratch")
-    arch, encoder, weights = parts[0], "-".join(parts[1:-1]), parts[-1]
-    for part, value, kind in (("arch", arch, Arch), ("encoder", encoder, Encoder), ("weights", weights, Weights)):
+        raise UserError(f"variant '{name}': expected <arch>-<encoder>-<init>, e.g. unet-resnet34-scratch")
+    arch, encoder, init = parts[0], "-".join(parts[1:-1]), parts[-1]
+    for part, value, kind in (("arch", arch, Arch), ("encoder", encoder, Encoder), ("init", init, Init)):
         check(value, kind, f"variant '{name}' {part}")
-    return arch, encoder, weights
+    return arch, encoder, init

@@ -33,7 +33,7 @@ from .study import decoder_width_problem, parse_variant
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("warmup_cosine", "cosine_restarts")
-LOSSES = ("flat", "tree")
+HEADS = ("flat", "tree")  # one softmax over the leaves | one per level (the tree loss)
 LOSS_TERMS = ("ce", "dice", "lovasz", "focal")
 CLASS_WEIGHTS = ("none", "inverse_sqrt", "inverse")
 
@@ -56,7 +56,7 @@ class TrainConfig:
     variant: str
     arch: str
     encoder: str
-    weights: str
+    init: str                # scratch | imagenet: how the encoder starts
     epochs: int
     batch_size: int
     crop: int                # training crop side in pixels; 0 = the cache size (no cropping)
@@ -70,7 +70,7 @@ class TrainConfig:
     seed: int
     precision: str
     device: str
-    loss: str
+    head: str                # flat | tree: the model's outputs (and so its loss)
     loss_weights: dict       # term -> weight, terms from LOSS_TERMS
     class_weights: str       # none | inverse_sqrt | inverse
     tree_weight: float
@@ -177,7 +177,8 @@ class TrainRecipe(Settings):
     """``train`` (and, laid over it, ``variants.<variant>``). Fields in params.yaml's order: the
     checks that read other fields (progressive, level_weight) come after them."""
     REFUSED = {"seed": "not a train setting: seeds are the study axis (study.seeds), each variant trains "
-                       "once per seed"}
+                       "once per seed",
+               "loss": "renamed to head (flat | tree: the model's outputs, which decide its loss)"}
 
     epochs: PositiveInt
     batch_size: PositiveInt
@@ -187,7 +188,7 @@ class TrainRecipe(Settings):
     lr: PositiveFloat
     weight_decay: NonNegativeFloat
     scheduler: Scheduler
-    loss: choice(*LOSSES)
+    head: choice(*HEADS)
     loss_weights: LossWeights
     level_weight: NonNegativeFloat
     class_weights: choice(*CLASS_WEIGHTS)
@@ -225,10 +226,10 @@ class TrainRecipe(Settings):
     @field_validator("level_weight")
     @classmethod
     def _flat_loss_only(cls, weight: float, info: ValidationInfo):
-        if weight and info.data.get("loss", "flat") != "flat":
+        if weight and info.data.get("head", "flat") != "flat":
             raise PydanticCustomError(
-                "flat_only", f"applies to the flat loss only; the tree loss already scores every level (set it to "
-                             f"0, or {_namer(info)(('loss',))} to flat)")
+                "flat_only", f"applies to the flat head only; the tree head's loss already scores every level "
+                             f"(set it to 0, or {_namer(info)(('head',))} to flat)")
         return weight
 
     @field_validator("decoder_width")
@@ -263,7 +264,7 @@ def _where(variant: str, overrides: dict) -> Namer:
 def train_config(params: dict, variant: str, seed: int) -> TrainConfig:
     """The recipe for one variant and seed: ``train`` deep-merged with ``variants.<variant>``.
     A variant without an entry in ``variants`` has no overrides (any smp arch/encoder can be studied)."""
-    arch, encoder, weights = parse_variant(variant)
+    arch, encoder, init = parse_variant(variant)
     check(seed, NonNegativeInt, "seed")
     base = section(params, "train")
     overrides = check(section(params, "variants").get(variant), Overrides, f"variants.{variant}")
@@ -273,12 +274,12 @@ def train_config(params: dict, variant: str, seed: int) -> TrainConfig:
                    context={"arch": arch, "name": _where(variant, overrides)})
     sched, tree_loss = recipe.scheduler, recipe.tree_loss
     return TrainConfig(
-        variant=variant, arch=arch, encoder=encoder, weights=weights,
+        variant=variant, arch=arch, encoder=encoder, init=init,
         epochs=recipe.epochs, batch_size=recipe.batch_size, crop=recipe.crop,
         optimizer=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay,
         schedule=sched.name, warmup_epochs=sched.warmup_epochs, t0=sched.T_0, eta_min=sched.eta_min,
         seed=seed, precision=recipe.precision, device=recipe.device,
-        loss=recipe.loss, loss_weights=recipe.loss_weights.model_dump(), class_weights=recipe.class_weights,
+        head=recipe.head, loss_weights=recipe.loss_weights.model_dump(), class_weights=recipe.class_weights,
         tree_weight=tree_loss.weight, tree_gamma=tree_loss.gamma, level_weight=recipe.level_weight,
         val_every=recipe.val_every, processes=recipe.processes, accumulate=recipe.accumulate,
         compile=recipe.compile, decoder_width=recipe.decoder_width,

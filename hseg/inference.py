@@ -147,7 +147,7 @@ def upsample_argmax(scores: torch.Tensor, size: tuple[int, int], tile_rows: int 
     return out
 
 
-def predict_batches(model, mode: str, tree: ClassTree, images_small: torch.Tensor, sizes: list, device,
+def predict_batches(model, head: str, tree: ClassTree, images_small: torch.Tensor, sizes: list, device,
                     precision: str, batch_size: int, progress: bool = True, desc: str = "predict",
                     flip_tta: bool = False, tta_sides: tuple[int, ...] = ()):
     """Yield (start index, raw outputs, leaf scores at cache size, [uint8 leaf map at original size]),
@@ -160,6 +160,6 @@ def predict_batches(model, mode: str, tree: ClassTree, images_small: torch.Tenso
     for lo in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=not progress):
         outputs = predict_logits(model, images_small[lo:lo + batch_size], device, precision, flip_tta,
                                  tta_sides)
-        scores = leaf_scores(outputs, tree, mode)
+        scores = leaf_scores(outputs, tree, head)
         full = [upsample_argmax(scores[j], tuple(sizes[lo + j])) for j in range(len(scores))]
         yield lo, outputs, scores, full
