@@ -15,22 +15,27 @@ from .errors import UserError
 from .hierarchy import level_targets, split_levels, tree_min_loss
 from .tree import IGNORE, ClassTree, Level
 
-# class_weights scheme -> the power p in w_c ~ share_c ** -p
-WEIGHT_POWERS = {"inverse_sqrt": 0.5, "inverse": 1.0}
+# class_weights by name -> the power p in w_c ~ share_c ** -p (a number is that power itself)
+WEIGHT_POWERS = {"none": 0.0, "inverse_sqrt": 0.5, "inverse": 1.0}
 
 
-def class_weights(pixel_counts, scheme: str) -> torch.Tensor | None:
-    """Cross-entropy weights from a split's pixel counts per class.
+def weight_power(scheme: str | float) -> float:
+    """The power p of a class_weights setting: a name of WEIGHT_POWERS, or p itself."""
+    return WEIGHT_POWERS[scheme] if isinstance(scheme, str) else float(scheme)
 
-    ``inverse_sqrt``: w_c proportional to 1 / sqrt(share of class c); ``inverse``: to
-    1 / share (rare parts weigh far more). Scaled to mean 1. A class with no pixels
-    gets the largest weight of the others."""
-    if scheme == "none":
+
+def class_weights(pixel_counts, scheme: str | float) -> torch.Tensor | None:
+    """Cross-entropy weights from a split's pixel counts per class: w_c proportional to
+    share_c ** -p (``inverse_sqrt``: p = 0.5; ``inverse``: p = 1, rare parts weigh far more; or a
+    number p), scaled to mean 1; None for p = 0 (``none``). A class with no pixels gets the largest
+    weight of the others."""
+    power = weight_power(scheme)
+    if power == 0:
         return None
     counts = np.asarray(pixel_counts, dtype=np.float64)
     share = counts / counts.sum()
     w = np.zeros_like(share)
-    w[share > 0] = share[share > 0] ** -WEIGHT_POWERS[scheme]
+    w[share > 0] = share[share > 0] ** -power
     w[share == 0] = w.max()
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
@@ -105,7 +110,7 @@ def level_logits(leaf_logits: torch.Tensor, level: Level) -> torch.Tensor:
     return torch.stack([leaf_logits.index_select(1, g).logsumexp(1) for g in groups], 1)
 
 
-def _level_seg_loss(level: Level, loss_weights: dict, class_weighting: str, leaf_pixels) -> SegLoss:
+def _level_seg_loss(level: Level, loss_weights: dict, class_weighting: str | float, leaf_pixels) -> SegLoss:
     """The loss terms for one level, class weights from the leaf pixel counts summed into its classes."""
     counts = None
     if leaf_pixels is not None:
@@ -114,7 +119,7 @@ def _level_seg_loss(level: Level, loss_weights: dict, class_weighting: str, leaf
     return SegLoss(loss_weights, class_weights(counts, class_weighting) if counts is not None else None)
 
 
-def make_loss(tree: ClassTree, head: str, loss_weights: dict, class_weighting: str = "none",
+def make_loss(tree: ClassTree, head: str, loss_weights: dict, class_weighting: str | float = "none",
               leaf_pixels=None, tree_weight: float = 1.0, gamma: float = 2.0, level_weight: float = 0.0):
     """The training loss ``(outputs, leaf_mask) -> scalar``.
 
@@ -122,7 +127,7 @@ def make_loss(tree: ClassTree, head: str, loss_weights: dict, class_weighting: s
     each coarser level's probabilities (``level_logits``). tree: the same terms on every
     level's logits, summed over levels, plus ``tree_weight`` x the tree-min loss.
     Class weights come from the train split's leaf pixel counts, summed into each level."""
-    if class_weighting != "none" and leaf_pixels is None:
+    if weight_power(class_weighting) and leaf_pixels is None:
         raise UserError(f"train.class_weights = {class_weighting!r} needs the train split's pixel counts, which "
                         f"this cache lacks: rerun prepare (`dvc repro -f prepare`)")
     if head == "flat":

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from .atomic import save_torch
@@ -145,6 +146,7 @@ class Learner:
     device: torch.device
     rank: int = 0
     world: int = 1
+    ema: AveragedModel | None = None  # the weights' moving average (train.ema), updated after each step
 
 
 def train_step(learner: Learner, images: torch.Tensor, masks: torch.Tensor, idx: torch.Tensor,
@@ -194,6 +196,8 @@ def train_step(learner: Learner, images: torch.Tensor, masks: torch.Tensor, idx:
     if math.isfinite(loss):
         scaler.step(optimizer)
         scaler.update()
+        if learner.ema is not None:
+            learner.ema.update_parameters(model)
     return loss
 
 
@@ -258,6 +262,16 @@ def build_training_model(cfg: TrainConfig, tree: ClassTree, device, world: int):
     return net, model
 
 
+def make_ema(cfg: TrainConfig, net: torch.nn.Module) -> AveragedModel | None:
+    """torch's AveragedModel holding an exponential moving average (decay ``train.ema`` per step) of
+    the parameters and of the BatchNorm statistics (use_buffers, as torchvision's reference recipe
+    does), so the averaged model validates as it is; None when train.ema is 0. Its first update
+    copies the weights."""
+    if not cfg.ema:
+        return None
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+
+
 def seed_process(seed: int, rank: int) -> None:
     """Seed torch's global generators (CPU and GPU: dropout) for process ``rank``, after the model is
     built. Process 0 keeps the stream that follows the initialisation, as a single process does;
@@ -297,16 +311,18 @@ class ResumeState:
     def __init__(self, path: Path, fingerprint: str):
         self.path, self.fingerprint = path, fingerprint
 
-    def save(self, epoch: int, net, optimizer, scheduler, scaler, gen, history, rng_states: list | None = None) -> None:
+    def save(self, epoch: int, net, optimizer, scheduler, scaler, gen, history, rng_states: list | None = None,
+             ema: AveragedModel | None = None) -> None:
         """``rng_states``: gather_rng_states' list; by default this (single, CPU) process's state."""
         save_torch({"fingerprint": self.fingerprint, "epoch": epoch, "model": net.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(), "generator": gen.get_state(),
                     "rng": rng_states or [rng_state(torch.device("cpu"))],
                     "history": history}, self.path)
 
-    def restore(self, net, optimizer, scheduler, scaler, gen, rank: int = 0, device=torch.device("cpu")
-                ) -> tuple[int, list]:
+    def restore(self, net, optimizer, scheduler, scaler, gen, rank: int = 0, device=torch.device("cpu"),
+                ema: AveragedModel | None = None) -> tuple[int, list]:
         """(epochs done, history) after loading a matching checkpoint; (0, []) if there is none.
         Process ``rank`` restores the RNG state that process ``rank`` saved; where the checkpoint has
         none for it (fewer processes wrote it), it keeps its own seeding (seed_process)."""
@@ -316,6 +332,8 @@ class ResumeState:
         if state.get("fingerprint") != self.fingerprint:
             return 0, []
         net.load_state_dict(state["model"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -372,9 +390,11 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
     loss_fn = make_loss(tree, cfg.head, cfg.loss_weights, cfg.class_weights, train_cache.get("pixel_counts"),
                         cfg.tree_weight, cfg.tree_gamma, cfg.level_weight)
     gen = torch.Generator().manual_seed(cfg.seed)
+    ema = make_ema(cfg, net)
     resume = ResumeState(resume_path, fingerprint(cfg, train_cache))
-    start_epoch, history = resume.restore(net, optimizer, scheduler, scaler, gen, rank, device)
-    learner = Learner(model, optimizer, scaler, loss_fn, gen, device, rank, world)
+    start_epoch, history = resume.restore(net, optimizer, scheduler, scaler, gen, rank, device, ema)
+    learner = Learner(model, optimizer, scaler, loss_fn, gen, device, rank, world, ema)
+    kept = ema.module if ema is not None else net  # what is validated and written
     lead = rank == 0
     if lead and progress:
         print(f"{cfg.variant}: training on {device} with {world} process(es), precision {cfg.precision}")
@@ -396,7 +416,7 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
             bar.close()
             raise
         if lead and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            val_loss, scores = validate(net, val, tree, loss_fn, cfg.head, device, cfg.precision, cfg.batch_size)
+            val_loss, scores = validate(kept, val, tree, loss_fn, cfg.head, device, cfg.precision, cfg.batch_size)
             row.update(val_loss=val_loss, **{f"val_{k}": v for k, v in scores.items()})
             bar.write(f"{cfg.variant} epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, "
                       f"{val_name} loss {val_loss:.4f}, {val_name} mIoU "
@@ -406,13 +426,13 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
         rng_states = gather_rng_states(device, world)
         if lead:
             log.log(row)
-            resume.save(epoch + 1, net, optimizer, scheduler, scaler, gen, history, rng_states)
+            resume.save(epoch + 1, net, optimizer, scheduler, scaler, gen, history, rng_states, ema)
         if dist.is_initialized():
             dist.barrier()
     bar.close()
     if not lead:
         return {}
-    save_weights(weights_out, net, cfg, tree, train_cache["size"])
+    save_weights(weights_out, kept, cfg, tree, train_cache["size"])
     log.close()
     resume_path.unlink(missing_ok=True)
     return history[-1]

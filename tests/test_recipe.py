@@ -257,7 +257,30 @@ def test_inverse_class_weights_by_hand():
 def test_every_class_weights_value_params_accept_has_a_scheme():
     from hseg.losses import WEIGHT_POWERS
     from hseg.settings.train import CLASS_WEIGHTS
-    assert set(CLASS_WEIGHTS) == {"none", *WEIGHT_POWERS}
+    assert set(CLASS_WEIGHTS) == set(WEIGHT_POWERS)
+
+
+def test_class_weight_power_as_a_number_by_hand():
+    # shares 0.64, 0.32, 0.04 -> share^-0.25 = 1.1180, 1.3296, 2.2361; the names are powers 0.5 and 1
+    w = class_weights([64, 32, 4, 0], 0.25).numpy()
+    raw = np.array([0.64 ** -0.25, 0.32 ** -0.25, 0.04 ** -0.25, 0.04 ** -0.25])
+    assert w == pytest.approx(raw / raw.mean(), rel=1e-6)
+    assert torch.equal(class_weights([64, 32, 4], 0.5), class_weights([64, 32, 4], "inverse_sqrt"))
+    assert torch.equal(class_weights([64, 32, 4], 1), class_weights([64, 32, 4], "inverse"))
+    assert class_weights([1, 2], 0) is None
+
+
+def test_class_weights_setting_takes_a_name_or_a_power_from_0_to_2(params):
+    from hseg.errors import UserError
+    from hseg.settings.train import train_config
+    for ok, read in (("inverse", "inverse"), (0.25, 0.25), (2, 2.0), (0, 0.0)):
+        params["train"]["class_weights"] = ok
+        assert train_config(params, "unet-resnet34-scratch", 42).class_weights == read
+    for bad in (2.5, -0.5, True, "sqrt"):
+        params["train"]["class_weights"] = bad
+        with pytest.raises(UserError, match=r"^train.class_weights = .*: allowed values are none, inverse_sqrt, "
+                                            r"inverse, or a number from 0 to 2"):
+            train_config(params, "unet-resnet34-scratch", 42)
 
 
 def test_lovasz_in_bf16_equals_float32():

@@ -26,7 +26,8 @@ VARIANT = "unet-resnet34-scratch"
 # (and types: 1.0 is not 1) that hseg/params.py gave before the settings models replaced it.
 COMMITTED = dict(
     epochs=20, batch_size=16, crop=192, optimizer="adamw", lr=0.001, weight_decay=0.0001,
-    schedule="warmup_cosine", warmup_epochs=1.0, t0=10, eta_min=0.0, seed=42, precision="auto", device="auto",
+    schedule="warmup_cosine", warmup_epochs=1.0, t0=10, eta_min=0.0, ema=0.0, seed=42, precision="auto",
+    device="auto",
     head="flat", loss_weights={"ce": 1.0, "dice": 1.0, "lovasz": 0.0, "focal": 1.0}, class_weights="inverse_sqrt",
     tree_weight=1.0, tree_gamma=2.0, level_weight=0.0, val_every=1, processes=1, accumulate=1, compile=False,
     decoder_width=1.0, augment=dict(hflip=True, scale=(0.5, 2.0), shift=0.0, rotate=0.0, brightness=0.0, contrast=0.0),
@@ -231,8 +232,8 @@ def test_every_problem_is_one_line_in_params_order(committed):
         "train.compile = 'no': must be true or false",
         "train.augment.rotate = -5: must be a number >= 0",
         "train.colour = 1: unknown key; allowed keys are epochs, batch_size, crop, progressive, optimizer, lr, "
-        "weight_decay, scheduler, head, loss_weights, level_weight, class_weights, tree_loss, val_every, precision, "
-        "device, processes, accumulate, compile, decoder_width, augment"]
+        "weight_decay, scheduler, ema, head, loss_weights, level_weight, class_weights, tree_loss, val_every, "
+        "precision, device, processes, accumulate, compile, decoder_width, augment"]
 
 
 def test_a_variant_override_is_named_where_it_is_set(committed):

@@ -35,7 +35,7 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("warmup_cosine", "cosine_restarts")
 HEADS = ("flat", "tree")  # one softmax over the leaves | one per level (the tree loss)
 LOSS_TERMS = ("ce", "dice", "lovasz", "focal")
-CLASS_WEIGHTS = ("none", "inverse_sqrt", "inverse")
+CLASS_WEIGHTS = ("none", "inverse_sqrt", "inverse")  # or a number: the power p in w_c ~ share_c^-p
 
 
 @dataclass
@@ -67,12 +67,13 @@ class TrainConfig:
     warmup_epochs: float
     t0: int
     eta_min: float
+    ema: float               # decay per step of the weights' moving average; 0 = off
     seed: int
     precision: str
     device: str
     head: str                # flat | tree: the model's outputs (and so its loss)
     loss_weights: dict       # term -> weight, terms from LOSS_TERMS
-    class_weights: str       # none | inverse_sqrt | inverse
+    class_weights: str | float  # none | inverse_sqrt | inverse, or the power p itself
     tree_weight: float
     tree_gamma: float
     level_weight: float      # flat loss: weight of the terms on the coarser levels' summed probabilities
@@ -188,10 +189,16 @@ class TrainRecipe(Settings):
     lr: PositiveFloat
     weight_decay: NonNegativeFloat
     scheduler: Scheduler
+    ema: Annotated[float, rule(lambda v: is_number(v) and 0 <= v < 1,
+                               "must be a number from 0 (off) to below 1: the decay per step of the weights' "
+                               "exponential moving average, e.g. 0.999", float)]
     head: choice(*HEADS)
     loss_weights: LossWeights
     level_weight: NonNegativeFloat
-    class_weights: choice(*CLASS_WEIGHTS)
+    class_weights: Annotated[str | float, rule(
+        lambda v: (isinstance(v, str) and v in CLASS_WEIGHTS) or (is_number(v) and 0 <= v <= 2),
+        f"allowed values are {', '.join(CLASS_WEIGHTS)}, or a number from 0 to 2 (the power p in "
+        f"weight ~ pixel share^-p)", lambda v: v if isinstance(v, str) else float(v))]
     tree_loss: TreeLoss
     val_every: PositiveInt
     precision: choice(*PRECISIONS)
@@ -277,7 +284,7 @@ def train_config(params: dict, variant: str, seed: int) -> TrainConfig:
         variant=variant, arch=arch, encoder=encoder, init=init,
         epochs=recipe.epochs, batch_size=recipe.batch_size, crop=recipe.crop,
         optimizer=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay,
-        schedule=sched.name, warmup_epochs=sched.warmup_epochs, t0=sched.T_0, eta_min=sched.eta_min,
+        schedule=sched.name, warmup_epochs=sched.warmup_epochs, t0=sched.T_0, eta_min=sched.eta_min, ema=recipe.ema,
         seed=seed, precision=recipe.precision, device=recipe.device,
         head=recipe.head, loss_weights=recipe.loss_weights.model_dump(), class_weights=recipe.class_weights,
         tree_weight=tree_loss.weight, tree_gamma=tree_loss.gamma, level_weight=recipe.level_weight,
