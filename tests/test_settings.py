@@ -101,7 +101,7 @@ def test_the_other_sections_read_as_before(committed):
     assert (data.root, data.train_ids, data.val_ids, data.classes_file, data.dev_fraction) == (
         "data/pascal-part", "train_id.txt", "val_id.txt", "classes.txt", 0.1)
     study = study_settings(committed)
-    assert study.seeds == [42] and study.variants == study_variants(committed)
+    assert study.seeds == [42, 43, 44] and study.variants == study_variants(committed)
     assert [level.names for level in class_tree(committed, CLASSES).levels][1] == ("bg", "upper_body", "lower_body")
     assert "auto" in PRECISIONS and DEVICES == ("auto", "cpu", "cuda")
 
