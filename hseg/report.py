@@ -111,9 +111,13 @@ def update_block(path: Path, table: str) -> None:
         Path(tmp).write_text(f"{head}{START}\n{table}\n{END}{rest.split(END, 1)[1]}")
 
 
+def no_summary(summary_path: Path) -> str:
+    return f"no {summary_path} yet: run the study first (`python -m hseg exp quick` or `dvc repro`)"
+
+
 def report(summary_path: Path, live_root: Path, markdown: bool) -> str:
     if not Path(summary_path).is_file():
-        return f"no {summary_path} yet: run the study first (`python -m hseg exp quick` or `dvc repro`)"
+        return no_summary(summary_path)
     summary = json.loads(Path(summary_path).read_text())
     table = results_table(summary, live_root)
     return table if markdown else table + "\n\n" + differences(summary)
@@ -122,8 +126,8 @@ def report(summary_path: Path, live_root: Path, markdown: bool) -> str:
 def run(args) -> int:
     if args.update:
         if not Path(args.summary).is_file():
-            raise UserError(f"no {args.summary} yet: run the study first (`dvc repro`)")
-        update_block(args.update, results_table(json.loads(Path(args.summary).read_text()), args.live_dir))
+            raise UserError(no_summary(args.summary))
+        update_block(args.update, report(args.summary, args.live_dir, markdown=True))
         print(f"table -> {args.update}")
         return 0
     print(report(args.summary, args.live_dir, args.markdown))

@@ -93,6 +93,30 @@ def prepared_workdir(work: Path, n_train: int, n_val: int, size: int, **train) -
     return root
 
 
+def prepared_split(work: Path, split: str) -> dict:
+    """A split's cache as ``prepared_workdir`` wrote it."""
+    import torch
+    return torch.load(work / "data" / "prepared" / f"{split}.pt", weights_only=True)
+
+
+def workdir_config(work: Path, variant: str = "unet-resnet34-scratch", seed: int = 42, **train):
+    """The train config of one run from ``work``'s params.yaml, with ``train`` overrides."""
+    import yaml
+
+    from hseg.settings.train import train_config
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["train"].update(train)
+    return train_config(params, variant, seed)
+
+
+def train_in_workdir(work: Path, tree, out: Path, **train) -> Path:
+    """Train the default variant on ``work``'s caches into ``out`` (w.pt, live/, resume.pt); the weights' path."""
+    from hseg.train import train_variant
+    train_variant(workdir_config(work, **train), tree, prepared_split(work, "train"), prepared_split(work, "val"),
+                  weights_out=out / "w.pt", live_dir=out / "live", resume_path=out / "resume.pt", progress=False)
+    return out / "w.pt"
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Write a synthetic Pascal-Part look-alike dataset.")
     parser.add_argument("root", type=Path)

@@ -3,15 +3,11 @@ after each step, computed here by hand from the steps of a run without it; train
 unchanged; an interrupted run resumes its average bit-identically."""
 import pytest
 import torch
-import yaml
 
 import hseg.train as train_module
 from hseg.errors import UserError
-from hseg.settings.train import train_config
-from hseg.train import make_ema, train_variant
-from tests.synthetic import prepared_workdir
-
-VARIANT = "unet-resnet34-scratch"
+from hseg.train import make_ema
+from tests.synthetic import prepared_workdir, train_in_workdir, workdir_config
 
 
 @pytest.fixture(scope="module")
@@ -21,28 +17,16 @@ def workdir(tmp_path_factory):
     return work
 
 
-def config(work, **overrides):
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    params["train"].update(overrides)
-    return train_config(params, VARIANT, 42)
-
-
-def cache(work, split):
-    return torch.load(work / "data" / "prepared" / f"{split}.pt", weights_only=True)
-
-
 def run(work, tree, out, **overrides):
     """The state dict one training run into ``out`` writes."""
-    train_variant(config(work, **overrides), tree, cache(work, "train"), cache(work, "val"),
-                  weights_out=out / "w.pt", live_dir=out / "live", resume_path=out / "resume.pt", progress=False)
-    return torch.load(out / "w.pt", weights_only=False)["state_dict"]
+    return torch.load(train_in_workdir(work, tree, out, **overrides), weights_only=False)["state_dict"]
 
 
 def test_ema_off_is_none_and_its_range_is_checked(workdir):
-    assert make_ema(config(workdir, ema=0.0), torch.nn.Linear(2, 2)) is None
+    assert make_ema(workdir_config(workdir, ema=0.0), torch.nn.Linear(2, 2)) is None
     for bad in (1.0, -0.1, True, "0.9"):
         with pytest.raises(UserError, match=r"train.ema = .*must be a number from 0 \(off\) to below 1"):
-            config(workdir, ema=bad)
+            workdir_config(workdir, ema=bad)
 
 
 @pytest.mark.slow

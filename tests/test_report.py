@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hseg.report import report
+from hseg.report import END, START, report
 from hseg.summary import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,8 +53,8 @@ def test_report_cli_without_a_summary_says_what_to_run(tmp_path):
 
 def test_readme_table_is_the_report_of_the_committed_metrics():
     readme = (ROOT / "README.md").read_text()
-    found = re.search(r"<!-- report:start -->\n(.*?)\n<!-- report:end -->", readme, re.S)
-    assert found, "README.md has no <!-- report:start --> ... <!-- report:end --> block"
+    found = re.search(f"{re.escape(START)}\n(.*?)\n{re.escape(END)}", readme, re.S)
+    assert found, f"README.md has no {START} ... {END} block"
     expected = report(ROOT / "metrics" / "summary.json", ROOT / "dvclive", markdown=True)
     assert found.group(1).strip() == expected.strip(), "regenerate it: python -m hseg report --update README.md"
 

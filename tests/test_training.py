@@ -21,7 +21,7 @@ from hseg.models import build_model
 from hseg.settings.train import train_config
 from hseg.tracking import EpochLog, finished_history, read_history
 from hseg.train import train_variant
-from tests.synthetic import prepared_workdir
+from tests.synthetic import prepared_split, prepared_workdir, train_in_workdir, workdir_config
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANT = "unet-resnet34-scratch"
@@ -36,17 +36,9 @@ def workdir(tmp_path_factory):
     return work
 
 
-def load(work, split):
-    return torch.load(work / "data" / "prepared" / f"{split}.pt", weights_only=True)
-
-
 def train_once(work, tree, out: Path, **overrides):
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    params["train"].update(overrides)
-    cfg = train_config(params, VARIANT, 42)
-    train_variant(cfg, tree, load(work, "train"), load(work, "val"), weights_out=out / "w.pt",
-                  live_dir=out / "live", resume_path=out / "resume.pt", progress=False)
-    return torch.load(out / "w.pt", weights_only=False)["state_dict"], strip_time(out / "live")
+    weights = train_in_workdir(work, tree, out, **overrides)
+    return torch.load(weights, weights_only=False)["state_dict"], strip_time(out / "live")
 
 
 def strip_time(live_dir: Path) -> list[dict]:
@@ -185,8 +177,8 @@ def test_tree_head_model_evaluates_and_predicts(workdir, tree, tmp_path):
     train_once(workdir, tree, tmp_path, epochs=1, head="tree")
     model, meta = load_weights(tmp_path / "w.pt")
     assert meta["head"] == "tree" and meta["num_classes"] == 12
-    scores, details = evaluate_model(model, meta["head"], load(workdir, "val"), tree, torch.device("cpu"), "bf16", 4,
-                                     progress=False)
+    scores, details = evaluate_model(model, meta["head"], prepared_split(workdir, "val"), tree, torch.device("cpu"),
+                                     "bf16", 4, progress=False)
     assert scores["consistency"] == 1.0 and 0.0 <= scores["consistency_levelwise_argmax"] <= 1.0
     assert all(0.0 <= scores[f"miou{k}"] <= 1.0 for k in range(3))
     image = next((workdir / "data" / "pascal-part" / "JPEGImages").glob("*.jpg"))
@@ -223,9 +215,8 @@ def test_resume_state_needs_the_same_params_data_content_and_code(workdir, tree,
     from hseg import train as train_module
     from hseg.train import LrFactor, ResumeState, build_training_model, fingerprint, make_optimizer
 
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
-    cfg = train_config(params, VARIANT, 42)
-    cache = load(workdir, "train")
+    cfg = workdir_config(workdir)
+    cache = prepared_split(workdir, "train")
     net, _ = build_training_model(cfg, tree, torch.device("cpu"), 1)
 
     def parts():
@@ -276,11 +267,11 @@ def test_progressive_side_not_below_the_cache_size_is_refused_before_training(wo
 def test_deeplab_trains_when_the_split_leaves_a_remainder_of_one(workdir, tree, tmp_path, batch_size, accumulate):
     """16 train images: batch 5 leaves one image over (dropped, never a batch of one, which DeepLabV3+'s
     BatchNorm after ASPP pooling cannot train on); batch 6 in 3 micro-batches of 2 leaves 4 over."""
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
-    params["train"].update(epochs=1, batch_size=batch_size, accumulate=accumulate, val_every=1)
-    cfg = train_config(params, "deeplabv3plus-resnet34-scratch", 42)
-    last = train_variant(cfg, tree, load(workdir, "train"), load(workdir, "val"), weights_out=tmp_path / "w.pt",
-                         live_dir=tmp_path / "live", resume_path=tmp_path / "r.pt", progress=False)
+    cfg = workdir_config(workdir, "deeplabv3plus-resnet34-scratch", epochs=1, batch_size=batch_size,
+                         accumulate=accumulate, val_every=1)
+    last = train_variant(cfg, tree, prepared_split(workdir, "train"), prepared_split(workdir, "val"),
+                         weights_out=tmp_path / "w.pt", live_dir=tmp_path / "live", resume_path=tmp_path / "r.pt",
+                         progress=False)
     assert last["epoch"] == 1 and np.isfinite(last["train_loss"])
 
 
@@ -302,7 +293,7 @@ def trained_model_and_val(workdir):
     if not weights.exists():
         assert stage(workdir, "stages.train", VARIANT, "42", "--no-progress").wait(timeout=300) == 0
     model, meta = load_weights(weights)
-    return weights, model, meta, load(workdir, "val")
+    return weights, model, meta, prepared_split(workdir, "val")
 
 
 @pytest.mark.slow
@@ -454,7 +445,7 @@ def test_each_rank_saves_and_restores_its_own_rng_state(workdir, tree, tmp_path,
         torch.manual_seed(100 + rank)
         states.append(rng_state(torch.device("cuda", rank)))
     assert seen == [torch.device("cuda", 0), torch.device("cuda", 1)]
-    path = ResumeState(tmp_path / "r.pt", fingerprint(cfg, load(workdir, "train")))
+    path = ResumeState(tmp_path / "r.pt", fingerprint(cfg, prepared_split(workdir, "train")))
     path.save(1, *parts(), history=[{"epoch": 1}], rng_states=states)
 
     restored = []
@@ -543,14 +534,9 @@ def test_training_without_dvclive_writes_the_same_weights_and_says_so_once(workd
     capfd.readouterr()
     monkeypatch.setitem(sys.modules, "dvclive", None)  # `import dvclive` raises ImportError
     monkeypatch.setattr(hseg.tracking, "_said_no_dvclive", False)
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
-    params["train"].update(epochs=1)
     for run in ("a", "b"):
-        last = train_variant(train_config(params, VARIANT, 42), tree, load(workdir, "train"), load(workdir, "val"),
-                             weights_out=tmp_path / run / "w.pt", live_dir=tmp_path / run / "live",
-                             resume_path=tmp_path / run / "r.pt", progress=False)
-        assert last["epoch"] == 1 and np.isfinite(last["train_loss"])
-        weights = torch.load(tmp_path / run / "w.pt", weights_only=False)["state_dict"]
+        weights = torch.load(train_in_workdir(workdir, tree, tmp_path / run, epochs=1),
+                             weights_only=False)["state_dict"]
         assert all(torch.equal(reference[k], weights[k]) for k in reference)
         assert not (tmp_path / run / "live").exists() or not any((tmp_path / run / "live").iterdir())
     assert capfd.readouterr().err.count("dvclive is not installed: per-epoch metrics are not logged") == 1
