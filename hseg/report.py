@@ -74,6 +74,8 @@ def results_table(summary: dict, live_root: Path = layout.LIVE) -> str:
 
 def differences(summary: dict) -> str:
     """One line per pair of variants and level: the paired difference, its interval, resolved or a tie."""
+    if not summary["differences"]:
+        return "Paired differences: none (one variant)."
     lines = ["Paired differences (A - B over the same seeds; 95 % t interval; a tie unless it excludes 0):"]
     for pair, by_level in summary["differences"].items():
         for key, d in by_level.items():

@@ -45,6 +45,25 @@ def test_report_shows_mean_sd_per_seed_values_and_verdicts(tmp_path):
     assert re.search(r"mIoU\^1  unet\S+ - deeplab\S+: -0\.003 \[-\S+, \+\S+\]  tie", text)
 
 
+def test_one_variant_has_no_pairs_to_compare(tmp_path):
+    path = tmp_path / "summary.json"
+    scores = {"unet-resnet34-scratch": {42: metrics(0.60, 0.30, 0.35, 0.25), 43: metrics(0.62, 0.32, 0.36, 0.28)}}
+    path.write_text(json.dumps(summarize(scores, [42, 43])))
+    text = report(path, tmp_path / "dvclive", markdown=False)
+    # mIoU^0 0.60, 0.62 -> 0.610 ± 0.014 (sd of two values: |a - b| / sqrt 2)
+    assert "| unet-resnet34-scratch | - | 0.610 ± 0.014 |" in text
+    assert text.endswith("Paired differences: none (one variant).") and "95 % t interval" not in text
+
+
+def test_hour_results_table_is_the_report_of_their_summary():
+    folder = ROOT / "results" / "hour-dev"
+    found = re.search(f"{re.escape(START)}\n(.*?)\n{re.escape(END)}", (folder / "README.md").read_text(), re.S)
+    assert found, f"results/hour-dev/README.md has no {START} ... {END} block"
+    expected = report(folder / "summary.json", folder / "dvclive", markdown=True)
+    assert found.group(1).strip() == expected.strip(), ("regenerate it: python -m hseg report --summary "
+        "results/hour-dev/summary.json --live-dir results/hour-dev/dvclive --update results/hour-dev/README.md")
+
+
 def test_report_cli_without_a_summary_says_what_to_run(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hseg", "report", "--summary", str(tmp_path / "none.json")],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
