@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hseg.report import END, START, report
 from hseg.summary import summarize
 
@@ -55,27 +57,22 @@ def test_one_variant_has_no_pairs_to_compare(tmp_path):
     assert text.endswith("Paired differences: none (one variant).") and "95 % t interval" not in text
 
 
-def test_hour_results_table_is_the_report_of_their_summary():
-    folder = ROOT / "results" / "hour-dev"
-    found = re.search(f"{re.escape(START)}\n(.*?)\n{re.escape(END)}", (folder / "README.md").read_text(), re.S)
-    assert found, f"results/hour-dev/README.md has no {START} ... {END} block"
-    expected = report(folder / "summary.json", folder / "dvclive", markdown=True)
-    assert found.group(1).strip() == expected.strip(), ("regenerate it: python -m hseg report --summary "
-        "results/hour-dev/summary.json --live-dir results/hour-dev/dvclive --update results/hour-dev/README.md")
-
-
 def test_report_cli_without_a_summary_says_what_to_run(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hseg", "report", "--summary", str(tmp_path / "none.json")],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "run the study first" in proc.stdout
 
 
-def test_readme_table_is_the_report_of_the_committed_metrics():
-    readme = (ROOT / "README.md").read_text()
-    found = re.search(f"{re.escape(START)}\n(.*?)\n{re.escape(END)}", readme, re.S)
-    assert found, f"README.md has no {START} ... {END} block"
-    expected = report(ROOT / "metrics" / "summary.json", ROOT / "dvclive", markdown=True)
-    assert found.group(1).strip() == expected.strip(), "regenerate it: python -m hseg report --update README.md"
+@pytest.mark.parametrize("readme, summary, live", [
+    ("README.md", "metrics/summary.json", "dvclive"),
+    ("results/hour-dev/README.md", "results/hour-dev/summary.json", "results/hour-dev/dvclive"),
+])
+def test_committed_tables_are_the_report_of_their_summary(readme, summary, live):
+    found = re.search(f"{re.escape(START)}\n(.*?)\n{re.escape(END)}", (ROOT / readme).read_text(), re.S)
+    assert found, f"{readme} has no {START} ... {END} block"
+    expected = report(ROOT / summary, ROOT / live, markdown=True)
+    assert found.group(1).strip() == expected.strip(), (
+        f"regenerate it: python -m hseg report --summary {summary} --live-dir {live} --update {readme}")
 
 
 def test_update_writes_the_table_between_the_markers_and_keeps_the_rest(tmp_path):
