@@ -95,3 +95,17 @@ def test_summarize_and_report_do_not_import_torch():
     code = ("import sys, hseg.report, hseg.summary, stages.summarize; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+@pytest.mark.parametrize("metrics_dir", ["results/hour-dev/metrics", "results/hour-dev/intel/metrics"])
+def test_per_seed_rows_of_the_hour_model_are_its_runs_metrics(metrics_dir):
+    """results/hour-dev's per-seed tables are copied from the runs' metrics: each run has its row."""
+    text = (ROOT / "results" / "hour-dev" / "README.md").read_text()
+    files = sorted((ROOT / metrics_dir).glob("*-s*.json"))
+    assert files, f"no per-seed metrics in {metrics_dir}"
+    for path in files:
+        m = json.loads(path.read_text())
+        seed = re.search(r"-s(\d+)\.json$", path.name).group(1)
+        leaves = ", ".join(f"{v:.3f}" for v in list(m["iou2"].values())[1:])   # background first
+        row = f"| {seed} | {m['miou0']:.4f} / {m['miou1']:.4f} / {m['miou2']:.4f} | {leaves} |"
+        assert row in text, f"{path}: results/hour-dev/README.md has no row {row}"
