@@ -10,16 +10,23 @@ from tests.synthetic import CLASSES, make_dataset
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def committed_params_text() -> str:
-    """params.yaml as staged in git (the committed defaults, or what `git add` staged), never the
-    workspace's copy, which `dvc exp run` rewrites with each experiment's settings."""
-    done = subprocess.run(["git", "show", ":params.yaml"], cwd=ROOT, capture_output=True, text=True)
+def committed_text(path: str) -> str:
+    """A file as staged in git (the committed version, or what `git add` staged), never the
+    workspace's copy, which `dvc exp run` rewrites with each experiment's params and results."""
+    done = subprocess.run(["git", "show", f":{path}"], cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
-        raise RuntimeError(f"tests read params.yaml from git (`git show :params.yaml`): {done.stderr.strip()}")
+        raise RuntimeError(f"tests read {path} from git (`git show :{path}`): {done.stderr.strip()}")
     return done.stdout
 
 
-COMMITTED_PARAMS = committed_params_text()
+def committed_files(folder: str, name: str) -> list[str]:
+    """The paths under ``folder`` named ``name`` that git tracks."""
+    listed = subprocess.run(["git", "ls-files", "--", folder], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.split()
+    return [path for path in listed if Path(path).name == name]
+
+
+COMMITTED_PARAMS = committed_text("params.yaml")
 
 
 @pytest.fixture
