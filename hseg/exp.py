@@ -14,6 +14,7 @@ params.yaml as it stands.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shlex
 import subprocess
@@ -51,6 +52,48 @@ def committed_params(path: str = "params.yaml") -> dict:
         raise UserError(f"cannot read the committed {path} (`git show HEAD:{path}`): {exc}; run from the "
                         f"repository root of a git checkout") from None
     return parse_params(text, f"HEAD:{path}")
+
+
+def base_params(path: str = "params.yaml") -> tuple[dict, str]:
+    """(params, where they came from): the committed params.yaml in a git checkout; in a copy without
+    .git (a lent GPU machine gets one), the tree's file, which is what was committed there."""
+    if Path(".git").exists():
+        return committed_params(path), f"HEAD:{path}"
+    return load_params(path), f"{path} (no .git here: the tree's file)"
+
+
+def apply_settings(params: dict, settings: list[str]) -> dict:
+    """A copy of ``params`` with `-S key=value` settings applied as `dvc exp run -S` applies them (the value
+    is YAML; `++key=value` adds a key, `~key` removes one)."""
+    out = copy.deepcopy(params)
+    for setting in settings:
+        remove = setting.startswith("~")
+        key, sep, value = setting.lstrip("+~").partition("=")
+        if not key or (not sep and not remove):
+            raise UserError(f"-S {setting!r}: expected key=value (or ~key)")
+        *path, last = key.split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"-S {setting!r}: {part!r} is not a mapping in params.yaml")
+        if remove:
+            node.pop(last, None)
+        else:
+            node[last] = yaml.safe_load(value)
+    return out
+
+
+def profile_params(name: str | None, settings: list[str] = ()) -> tuple[dict, str]:
+    """(params, source): what `python -m hseg exp NAME -S ...` runs: the committed params.yaml, the profile
+    laid over it (none: params.yaml alone), then the settings."""
+    base, source = base_params()
+    target = base
+    if name:
+        profile = load_profile(name)
+        check_keys(profile, base, f"profiles/{name}.yaml")
+        target = deep_merge(base, profile)
+    return apply_settings(target, list(settings)), source
 
 
 def leaves(params: dict, prefix: str = "") -> dict[str, object]:

@@ -10,9 +10,18 @@ from tests.synthetic import CLASSES, make_dataset
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Where the tests read the committed files from: git (the index) in a checkout; the tree's own files in
+# a copy without .git, such as the one a lent GPU machine gets (benchmarks/gpu_check.sh), where the tree
+# is what was committed. pytest's header says which.
+IN_GIT = (ROOT / ".git").exists()
+
+
 def committed_text(path: str) -> str:
     """A file as staged in git (the committed version, or what `git add` staged), never the
-    workspace's copy, which `dvc exp run` rewrites with each experiment's params and results."""
+    workspace's copy, which `dvc exp run` rewrites with each experiment's params and results;
+    without .git, the tree's file."""
+    if not IN_GIT:
+        return (ROOT / path).read_text()
     done = subprocess.run(["git", "show", f":{path}"], cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"tests read {path} from git (`git show :{path}`): {done.stderr.strip()}")
@@ -20,10 +29,20 @@ def committed_text(path: str) -> str:
 
 
 def committed_files(folder: str, name: str) -> list[str]:
-    """The paths under ``folder`` named ``name`` that git tracks."""
+    """The paths under ``folder`` named ``name`` that git tracks (without .git: that the tree holds)."""
+    if not IN_GIT:
+        return sorted(str(p.relative_to(ROOT)) for p in (ROOT / folder).rglob(name) if p.is_file())
     listed = subprocess.run(["git", "ls-files", "--", folder], cwd=ROOT, capture_output=True, text=True,
                             check=True).stdout.split()
     return [path for path in listed if Path(path).name == name]
+
+
+def pytest_report_header(config):
+    return ("committed files read from: " + ("git (`git show :PATH`)" if IN_GIT
+            else f"the tree's files ({ROOT} has no .git)"))
+
+
+needs_git = pytest.mark.skipif(not IN_GIT, reason="needs the git checkout (this copy has no .git)")
 
 
 COMMITTED_PARAMS = committed_text("params.yaml")

@@ -22,10 +22,11 @@ def hide_dvclive(tmp_path) -> dict:
 
 
 @pytest.mark.slow
-def test_study_timing_projects_from_an_epoch_after_the_first_without_dvclive(tmp_path, params):
-    """The projected study time scales the seconds of an epoch after the first (not train_s, which also
-    holds imports, the cache upload, cuDNN autotuning and the weight save); and it runs where dvclive
-    is not installed, as on the lent GPU machine."""
+def test_study_timing_projects_the_study_from_stage_processes_without_dvclive(tmp_path, params):
+    """Each variant trains in a process and is evaluated in another, as the stages run; a run's projection is
+    train process wall + the further epochs at the last whole epoch's seconds (the resume-state save
+    included) + evaluate process wall; the study's wall puts its runs (variants x seeds) --jobs at a time.
+    ImageNet variants take their scratch twin's figures. And it runs where dvclive is not installed."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         from study_timing import projected_wall
@@ -33,38 +34,51 @@ def test_study_timing_projects_from_an_epoch_after_the_first_without_dvclive(tmp
         sys.path.remove(str(ROOT / "benchmarks"))
     assert projected_wall([3, 1, 1, 2], 2) == 4 and projected_wall([3, 1, 1, 2], 1) == 7  # in order, first free slot
     params["prepare"]["size"] = 32
-    params["train"].update(batch_size=4, crop=0)
+    params["train"].update(batch_size=4, crop=0, epochs=9, val_every=1)
     params["evaluate"]["batch_size"] = 4
-    params["study"].update(archs=["unet", "deeplabv3plus"], encoders=["resnet34"], inits=["imagenet"])
+    params["study"].update(archs=["unet", "deeplabv3plus"], encoders=["resnet34"], inits=["scratch", "imagenet"],
+                           seeds=[1, 2])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "timing.json"
     env = hide_dvclive(tmp_path)
     assert subprocess.run([sys.executable, "-c", "import dvclive"], env=env, capture_output=True).returncode == 1
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_timing.py"), "--epochs", "2",
-                           "--jobs", "2", "--project-epochs", "5", "--train-images", "8", "--val-images", "4",
-                           "--json", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_timing.py"), "--one-per-arithmetic",
+                           "--jobs", "2", "-S", "train.batch_size=2", "--train-images", "8", "--dev-images", "2",
+                           "--val-images", "2", "--json", str(out)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
-    assert result["complete"]
-    assert [r["variant"] for r in result["variants"]] == ["unet-resnet34-imagenet", "deeplabv3plus-resnet34-imagenet"]
-    for r in result["variants"]:
-        assert r["epochs"] == 2 and r["train_s"] > 0 and r["evaluate_s"] > 0 and 0 <= r["miou2"] <= 1
-        assert r["train_img_s"] == pytest.approx(2 * 8 / r["train_s"])
-        assert 0 < r["epoch_s"] < r["train_s"] and r["epoch_img_s"] == pytest.approx(8 / r["epoch_s"])
-        assert r["projected_s"] == pytest.approx(r["train_s"] + 3 * r["epoch_s"] + r["evaluate_s"])
-    assert result["projected_wall_s"] == pytest.approx(max(r["projected_s"] for r in result["variants"]))
-    assert "2 variant(s) on cpu, 2 at a time, random data" in done.stdout
-    assert "epoch after the first" in done.stdout and "projected at 5 epochs each, 2 at a time: " in done.stdout
+    assert result["complete"] and result["epochs"] == 2 and result["settings"] == ["train.batch_size=2"]
+    assert "no .git here" in result["params_source"]
+    timed = {r["variant"]: r for r in result["variants"]}
+    assert list(timed) == ["unet-resnet34-scratch", "deeplabv3plus-resnet34-scratch"]
+    for r in timed.values():
+        assert r["epochs"] == 2 and len(r["whole_epoch_s"]) == 1 and r["epoch_s"] == r["whole_epoch_s"][-1]
+        assert 0 < r["epoch_s"] < r["train_wall_s"] and r["evaluate_wall_s"] > 0 and 0 <= r["miou2"] <= 1
+        assert r["epoch_img_s"] == pytest.approx(8 / r["epoch_s"])
+        assert r["train_img_s"] == pytest.approx(2 * 8 / r["train_wall_s"])
+        # projected at the recipe's 9 epochs: 7 more whole epochs
+        assert r["projected_s"] == pytest.approx(r["train_wall_s"] + 7 * r["epoch_s"] + r["evaluate_wall_s"])
+    study = result["study"]
+    assert study["timed_as"] == {"unet-resnet34-scratch": "unet-resnet34-scratch",
+                                 "unet-resnet34-imagenet": "unet-resnet34-scratch",
+                                 "deeplabv3plus-resnet34-scratch": "deeplabv3plus-resnet34-scratch",
+                                 "deeplabv3plus-resnet34-imagenet": "deeplabv3plus-resnet34-scratch"}
+    runs = [timed[study["timed_as"][v]]["projected_s"] for _ in range(2) for v in study["timed_as"]]
+    assert study["runs"] == 8 and study["projected_wall_s"] == pytest.approx(projected_wall(runs, 2))
+    assert "2 variant(s) timed on cpu, 2 at a time, random data" in done.stdout
+    assert "projected study (4 variants x 2 seed(s) = 8 runs, 9 epochs each, 2 at a time): " in done.stdout
 
 
 @pytest.mark.slow
-def test_study_timing_rejects_an_unknown_variant_before_any_work(tmp_path, params):
+def test_study_timing_refuses_bad_arguments_before_any_work(tmp_path, params):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_timing.py"),
-                           "--variants", "unet-vgg99-scratch"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2
-    assert done.stderr.startswith("error: ") and "vgg99" in done.stderr
+    for args, named in ((["--variants", "unet-vgg99-scratch"], "vgg99"), (["--epochs", "1"], "--epochs 1"),
+                        (["--profile", "nosuch"], "nosuch")):
+        done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_timing.py"), *args],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, args
+        assert done.stderr.startswith("error: ") and named in done.stderr
     assert not any(tmp_path.glob("hseg-study-timing-*"))
 
 
@@ -73,18 +87,18 @@ def test_study_timing_on_prepared_caches(tmp_path, params, dataset):
     from hseg.cache import save_cache
     from hseg.dataset import read_ids
     from hseg.prepare import build_cache
-    for split in ("train", "val"):
+    for split in ("train", "val"):   # no dev cache (data.dev_fraction 0): training validates on val
         cache = build_cache(dataset, read_ids(dataset / f"{split}_id.txt"), 7, 32, keep_full_masks=split == "val",
                             workers=1)
         save_cache({**cache, "leaf_names": CLASSES}, tmp_path / "data" / "prepared" / f"{split}.pt")
     params["train"].update(batch_size=2, crop=0)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_timing.py"), "--real", "--epochs", "1",
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_timing.py"), "--real",
                            "--variants", "unet-resnet34-scratch", "--json", "t.json"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     (result,) = json.loads((tmp_path / "t.json").read_text())["variants"]
-    assert result["train_img_s"] == pytest.approx(6 / result["train_s"])  # the dataset's 6 train images
+    assert result["train_img_s"] == pytest.approx(2 * 6 / result["train_wall_s"])  # the dataset's 6 train images
     assert "real data" in done.stdout
 
 

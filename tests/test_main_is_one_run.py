@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, needs_git
 
 ABSENT = ("deleted", "not in cache")   # an output or dependency not fetched or built yet
 
@@ -45,6 +45,7 @@ def test_problems_sees_changed_deps_params_and_commands():
 
 
 @pytest.mark.slow
+@needs_git
 def test_a_fresh_clone_of_the_committed_tree_has_nothing_stale(tmp_path):
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
