@@ -1,13 +1,15 @@
-"""pascal-hseg command line: `python -m hseg {exp,predict,report} ...`."""
+"""pascal-hseg command line: `python -m hseg {exp,plan,predict,report,runs} ...`."""
 import importlib
 import sys
 
 from .cli import run_cli
 
 COMMANDS = {"exp": "run a named profile (profiles/*.yaml) as a DVC experiment (python -m hseg exp --help)",
+            "plan": "size a profile's epochs to this machine and a time budget (python -m hseg plan --help)",
             "predict": "run a trained variant on your own images (python -m hseg predict --help)",
-            "report": "print the study's results: mean +- sd over seeds, resolved differences"}
-USAGE = "usage: python -m hseg {exp,predict,report} [...]\n\n" + "\n".join(
+            "report": "print the study's results: mean +- sd over seeds, resolved differences",
+            "runs": "list the study's runs by index; a cluster job's DVC stages (python -m hseg runs --help)"}
+USAGE = "usage: python -m hseg {exp,plan,predict,report,runs} [...]\n\n" + "\n".join(
     f"  {name:9s} {what}" for name, what in COMMANDS.items()) + "\n"
 
 
