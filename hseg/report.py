@@ -1,6 +1,7 @@
 """Print the study's results from metrics/summary.json (the summarize stage): for each variant and
 level the mean +- sd of mIoU over seeds with the per-seed values, the smallest leaf's mean IoU,
-and which paired differences between variants are resolved (their 95 % interval excludes 0).
+which paired differences between variants are resolved (their 95 % interval excludes 0) and which
+of those survive Holm's correction over every difference printed (hseg/significance.py).
 
     python -m hseg report              # the table and the differences
     python -m hseg report --markdown   # the table as the README shows it
@@ -15,6 +16,7 @@ from . import layout
 from .atomic import atomic_path
 from .errors import UserError
 from .metrics import levels_in
+from .significance import holm, paired_p
 
 
 def level_header(entry: dict, k: int) -> str:
@@ -72,19 +74,30 @@ def results_table(summary: dict, live_root: Path = layout.LIVE) -> str:
     return "\n".join(rows)
 
 
-def differences(summary: dict) -> str:
-    """One line per pair of variants and level: the paired difference, its interval, resolved or a tie."""
+def differences(summary: dict, alpha: float = 0.05) -> str:
+    """One line per pair of variants and level: the paired difference, its interval, resolved or a tie,
+    and whether it stays resolved under Holm's correction over every difference printed."""
     if not summary["differences"]:
         return "Paired differences: none (one variant)."
-    lines = ["Paired differences (A - B over the same seeds; 95 % t interval; a tie unless it excludes 0):"]
-    for pair, by_level in summary["differences"].items():
-        for key, d in by_level.items():
-            if d["ci95"] is None:  # one seed: no spread to judge the difference by
-                interval, verdict = "(one seed: no interval)", "unresolved"
-            else:
-                interval = f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
-                verdict = "resolved" if d["resolved"] else "tie"
-            lines.append(f"  {key.replace('miou', 'mIoU^')}  {pair}: {d['mean']:+.3f} {interval}  {verdict}")
+    rows = [(pair, key, d) for pair, by_level in summary["differences"].items() for key, d in by_level.items()]
+    p_values = {i: p for i, (_, _, d) in enumerate(rows) if (p := paired_p(d)) is not None}   # one seed: no test
+    after_holm = dict(zip(p_values, holm(list(p_values.values()), alpha)))
+    lines = ["Paired differences (A - B over the same seeds; 95 % t interval, a tie unless it excludes 0; "
+             "p of the two-sided paired t test; Holm: over every difference below):"]
+    for i, (pair, key, d) in enumerate(rows):
+        if d["ci95"] is None:  # one seed: no spread to judge the difference by
+            interval, verdict = "(one seed: no interval)", "unresolved"
+        else:
+            interval = f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+            holm_verdict = "resolved after Holm" if after_holm[i] else "not after Holm"
+            verdict = f"{'resolved' if d['resolved'] else 'tie'}; {holm_verdict} (p {p_values[i]:.4f})"
+        lines.append(f"  {key.replace('miou', 'mIoU^')}  {pair}: {d['mean']:+.3f} {interval}  {verdict}")
+    if p_values:
+        m, pairs = len(p_values), len(summary["differences"])
+        family = f"pairs x levels: {pairs} x {len(rows) // pairs}" if m == len(rows) else "one-seed pairs left out"
+        lines.append(f"Holm-Bonferroni at {alpha:g} (two-sided) over a family of {m} differences ({family}): "
+                     f"{sum(after_holm.values())} survive, of {sum(bool(d['resolved']) for _, _, d in rows)} "
+                     f"resolved without correction (the smallest p must be <= {alpha / m:.4f}).")
     return "\n".join(lines)
 
 

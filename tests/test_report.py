@@ -1,6 +1,7 @@
-"""`python -m hseg report`: mean ± sd per variant and level, per-seed values, resolved differences;
-and the README's headline table is the report of the committed metrics."""
+"""`python -m hseg report`: mean ± sd per variant and level, per-seed values, resolved differences and
+which survive Holm's correction (the committed documents' tables against it: tests/test_docs.py)."""
 import json
+import math
 import re
 import subprocess
 import sys
@@ -8,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hseg.report import END, START, report
+from hseg.report import report
 from hseg.summary import summarize
-from tests.conftest import committed_files, committed_text
+from tests.conftest import committed_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,6 +47,12 @@ def test_report_shows_mean_sd_per_seed_values_and_verdicts(tmp_path):
     assert "mIoU^0  unet-resnet34-scratch - deeplabv3plus-resnet34-scratch: +0.110 [+0.085, +0.135]  resolved" in text
     # mIoU^1 differences 0.00, 0.01, -0.02: a tie
     assert re.search(r"mIoU\^1  unet\S+ - deeplab\S+: -0\.003 \[-\S+, \+\S+\]  tie", text)
+    # Holm over the 2 differences: mIoU^0's t = 0.11 / (0.01 / sqrt 3) = 19.05 on 2 df, p = 1 - t / sqrt(2 + t^2)
+    # = 0.0027 <= 0.05 / 2; mIoU^1's t = -0.0033 / (0.0153 / sqrt 3) = -0.378, p = 0.7418 > 0.05 / 1
+    assert "[+0.085, +0.135]  resolved; resolved after Holm (p 0.0027)" in text
+    assert re.search(r"mIoU\^1  .*  tie; not after Holm \(p 0\.7418\)", text)
+    assert text.endswith("Holm-Bonferroni at 0.05 (two-sided) over a family of 2 differences (pairs x levels: 1 x 2): "
+                         "1 survive, of 1 resolved without correction (the smallest p must be <= 0.0250).")
 
 
 def test_one_variant_has_no_pairs_to_compare(tmp_path):
@@ -62,23 +69,6 @@ def test_report_cli_without_a_summary_says_what_to_run(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hseg", "report", "--summary", str(tmp_path / "none.json")],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "run the study first" in proc.stdout
-
-
-@pytest.mark.parametrize("readme, summary, live", [
-    ("README.md", "metrics/summary.json", "dvclive"),
-    ("results/hour-dev/README.md", "results/hour-dev/summary.json", "results/hour-dev/dvclive"),
-])
-def test_committed_tables_are_the_report_of_their_summary(readme, summary, live, tmp_path):
-    """From git, not the workspace: an experiment (`python -m hseg exp quick`) rewrites metrics/ and dvclive/."""
-    for path in [summary, *committed_files(live, "metrics.json")]:   # dvclive's metrics.json: epochs per run
-        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / path).write_text(committed_text(path))
-    found = re.search(f"{re.escape(START)}\n(.*?)\n{re.escape(END)}", committed_text(readme), re.S)
-    assert found, f"{readme} has no {START} ... {END} block"
-    expected = report(tmp_path / summary, tmp_path / live, markdown=True)
-    assert found.group(1).strip() == expected.strip(), (
-        f"regenerate it: python -m hseg report --summary {summary} --live-dir {live} --update {readme}, "
-        f"then `git add` both")
 
 
 def test_update_writes_the_table_between_the_markers_and_keeps_the_rest(tmp_path):
@@ -103,15 +93,45 @@ def test_summarize_and_report_do_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
-@pytest.mark.parametrize("metrics_dir", ["results/hour-dev/metrics", "results/hour-dev/intel/metrics"])
-def test_per_seed_rows_of_the_hour_model_are_its_runs_metrics(metrics_dir):
-    """results/hour-dev's per-seed tables are copied from the runs' metrics: each run has its row."""
-    text = (ROOT / "results" / "hour-dev" / "README.md").read_text()
-    files = sorted((ROOT / metrics_dir).glob("*-s*.json"))
-    assert files, f"no per-seed metrics in {metrics_dir}"
-    for path in files:
-        m = json.loads(path.read_text())
-        seed = re.search(r"-s(\d+)\.json$", path.name).group(1)
-        leaves = ", ".join(f"{v:.3f}" for v in list(m["iou2"].values())[1:])   # background first
-        row = f"| {seed} | {m['miou0']:.4f} / {m['miou1']:.4f} / {m['miou2']:.4f} | {leaves} |"
-        assert row in text, f"{path}: results/hour-dev/README.md has no row {row}"
+def simpson_two_sided_p(t: float, df: int, steps: int = 20000) -> float:
+    """1 - 2 * integral of the t density from 0 to |t| (Simpson's rule): independent of the continued fraction."""
+    def density(x):
+        return math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi) \
+            * (1 + x * x / df) ** (-(df + 1) / 2)
+    h = abs(t) / steps
+    inner = sum((4 if i % 2 else 2) * density(i * h) for i in range(1, steps))
+    return 1 - 2 * h / 3 * (density(0) + inner + density(abs(t)))
+
+
+def test_holm_verdicts_on_the_committed_summary_match_an_independent_computation(tmp_path):
+    summary = json.loads(committed_text("metrics/summary.json"))
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    text = report(tmp_path / "summary.json", tmp_path, markdown=False)
+    printed = {(m["level"], m["pair"]): m for m in re.finditer(
+        r"^  mIoU\^(?P<level>\d)  (?P<pair>.+?): \S+ \[.+?\]  (?:resolved|tie); (?P<holm>resolved after Holm|not after "
+        r"Holm) \(p (?P<p>[\d.]+)\)$", text, re.M)}
+    tests = [(k.removeprefix("miou"), pair, d) for pair, by_level in summary["differences"].items()
+             for k, d in by_level.items()]
+    assert len(printed) == len(tests) == 18, "one line per pair of the 4 variants x 3 levels"
+    p = [simpson_two_sided_p(d["mean"] / (d["sd"] / math.sqrt(d["n"])), d["n"] - 1) for _, _, d in tests]
+    # Holm as adjusted p-values: the running maximum of (m - rank) * p over the sorted p-values, against alpha
+    adjusted, running = {}, 0.0
+    for rank, i in enumerate(sorted(range(len(p)), key=p.__getitem__)):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        adjusted[i] = running
+    for i, (level, pair, _) in enumerate(tests):
+        line = printed[(level, pair)]
+        assert float(line["p"]) == pytest.approx(p[i], abs=5e-5), (level, pair)
+        assert (line["holm"] == "resolved after Holm") == (adjusted[i] <= 0.05), (level, pair, adjusted[i])
+    assert f"over a family of 18 differences (pairs x levels: 6 x 3): {sum(a <= 0.05 for a in adjusted.values())} " \
+           "survive" in text
+
+
+def test_readme_quotes_the_holm_line_the_committed_summary_gives(tmp_path):
+    """The README's ranking quotes the report's Holm summary line; it must be what the report prints."""
+    (tmp_path / "summary.json").write_text(committed_text("metrics/summary.json"))
+    last_line = report(tmp_path / "summary.json", tmp_path, markdown=False).splitlines()[-1]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    quoted = re.search(r"`(Holm-Bonferroni at [^`]+)`", readme)
+    assert quoted, "README.md quotes no `Holm-Bonferroni at ...` line of python -m hseg report"
+    assert last_line.startswith(quoted.group(1)), f"README quotes {quoted.group(1)!r}; the report prints {last_line!r}"
