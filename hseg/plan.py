@@ -441,7 +441,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("profile", help=f"a profile under {exp.PROFILES}/: {', '.join(exp.profile_names()) or 'none'}")
     parser.add_argument("--minutes", type=float, default=60.0, help="the budget for the whole experiment (default 60)")
     parser.add_argument("--margin", type=parse_margin, default=DEFAULT_MARGIN,
-                        help=f"the share of the budget left unplanned, e.g. 0.1 or 10%% (default {DEFAULT_MARGIN:.0%}%)")
+                        help=f"the share of the budget left unplanned, e.g. 0.1 or 10%% "
+                             f"(default {DEFAULT_MARGIN:.0%}%)")
     parser.add_argument("--shares", help="how the sides share the epochs, one number per side, smaller sides first "
                                          "(default: the profile's own epochs per side)")
     parser.add_argument("-S", "--set-param", dest="settings", action="append", default=[], metavar="KEY=VALUE",

@@ -1,97 +1,38 @@
-"""End to end with the real DVC CLI in a temporary git + dvc repository on synthetic data."""
+"""End to end with the real DVC CLI in temporary git + dvc repositories on synthetic data. Each test
+starts from its own copy of a prepared repository (tests/dvc_repo.py), so any one runs alone."""
+# ruff: noqa: F811 (the fixtures imported from tests.dvc_repo are test arguments of the same name)
 import json
 import os
-import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from hseg.tracking import read_history
 from hseg.versions import machine
-from tests.conftest import COMMITTED_PARAMS
-from tests.synthetic import make_dataset
+from tests.dvc_repo import (  # noqa: F401 (repo, study_baseline, unet_baseline, unet_repo are fixtures)
+    DVC,
+    RUNS,
+    SEED,
+    VARIANTS,
+    commit,
+    ran,
+    repo,
+    set_param,
+    sh,
+    stages,
+    study_baseline,
+    unet_baseline,
+    unet_repo,
+)
 
-pytestmark = pytest.mark.slow  # every test runs `dvc repro` on a fresh repository (minutes)
-
-ROOT = Path(__file__).resolve().parent.parent
-DVC = [sys.executable, "-m", "dvc"]
-VARIANTS = ["unet-resnet34-scratch", "deeplabv3plus-resnet34-scratch"]
-SEED = 42
-RUNS = [f"{v}-s{SEED}" for v in VARIANTS]                  # file names: <variant>-s<seed>
-
-
-def stages(kind: str, variants=VARIANTS, seed=SEED) -> set[str]:
-    """DVC's names of a matrix stage's runs: the matrix values joined by '-'."""
-    return {f"{kind}@{v}-{seed}" for v in variants}
-
-
-def sh(args, cwd, check=True):
-    # dvc runs the stage commands (`python -m stages...`) through the shell: put this
-    # interpreter's folder first on PATH, as an activated virtual environment would
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd), "PATH": path}
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode:
-        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+pytestmark = pytest.mark.slow  # every test runs DVC on a repository with trained models (minutes in all)
 
 
-def ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
-
-def set_param(repo: Path, dotted: str, value):
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    *path, last = dotted.split(".")
-    node = params
-    for key in path:
-        node = node[key]
-    node[last] = value
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def make_repo(repo: Path, archs=("unet", "deeplabv3plus")) -> Path:
-    """A git + dvc repository with the project's code, dvc.yaml, params and plot template,
-    a synthetic dataset and settings small enough for seconds per stage."""
-    for name in ("stages", "hseg"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
-    (repo / "params.yaml").write_text(COMMITTED_PARAMS)
-    make_dataset(repo / "data" / "pascal-part", n_train=16, n_val=6)
-    set_param(repo, "prepare.size", 64)
-    set_param(repo, "train.crop", 32)
-    set_param(repo, "train.epochs", 1)
-    set_param(repo, "train.batch_size", 8)
-    set_param(repo, "study.archs", list(archs))
-    set_param(repo, "study.encoders", ["resnet34"])
-    set_param(repo, "study.inits", ["scratch"])
-    set_param(repo, "study.seeds", [SEED])
-    sh(["git", "init", "-q"], repo)
-    sh(["git", "config", "user.email", "t@example.com"], repo)
-    sh(["git", "config", "user.name", "t"], repo)
-    sh(DVC + ["init", "-q"], repo)
-    (repo / ".dvc" / "plots").mkdir(exist_ok=True)
-    shutil.copy(ROOT / ".dvc" / "plots" / "by_variant.json", repo / ".dvc" / "plots" / "by_variant.json")
-    return repo
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    return make_repo(tmp_path_factory.mktemp("study"))
-
-
-def commit(repo, message):
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-qm", message], repo)
-
-
-def test_first_repro_runs_every_stage_and_writes_three_levels(repo):
-    out = sh(DVC + ["repro"], repo).stdout
-    assert ran(out) == {"prepare", "summarize", "plot"} | stages("train") | stages("evaluate")
+def test_first_repro_runs_every_stage_and_writes_three_levels(study_baseline, repo):
+    """The baseline's first `dvc repro` (its output kept by the fixture), checked in this test's copy."""
+    assert ran(study_baseline.first_repro) == {"prepare", "summarize", "plot"} | stages("train") | stages("evaluate")
     dev = (repo / "data" / "prepared" / "dev_ids.txt").read_text().split()
     assert dev and json.loads((repo / "data" / "prepared" / "summary.json").read_text())["dev"] == len(dev)
     for v in RUNS:
@@ -107,10 +48,13 @@ def test_first_repro_runs_every_stage_and_writes_three_levels(repo):
     assert (repo / "plots" / "figures" / "miou_by_level.png").is_file()
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
     assert list(summary["variants"]) == VARIANTS and summary["seeds"] == [SEED]
-    commit(repo, "first study")
+    log = sh(["git", "log", "--format=%s"], repo).stdout.split("\n")
+    assert log[0] == "first study" and sh(["git", "status", "--porcelain"], repo).stdout == ""  # all committed
 
 
 def test_second_repro_runs_nothing(repo):
+    # a copy of the baseline: DVC's cache is the copy's own, so nothing below touches the baseline
+    assert Path(sh(DVC + ["cache", "dir"], repo).stdout.strip()).resolve() == (repo / ".dvc" / "cache").resolve()
     out = sh(DVC + ["repro"], repo).stdout
     assert ran(out) == set()
     assert "Data and pipelines are up to date" in sh(DVC + ["status"], repo).stdout
@@ -274,10 +218,10 @@ FOUR_LEVELS = {"body": {"upper_body": {"head": None, "torso": None, "arm": ["up_
     (FOUR_LEVELS, [["bg", "body"], ["bg", "upper_body", "lower_body"], ["bg", "head", "torso", "arm", "leg"],
                    ["bg", "head", "torso", "up_hand", "low_hand", "up_leg", "low_leg"]]),
 ], ids=["two-levels", "four-levels"])
-def test_any_tree_depth_end_to_end(tmp_path, spec, level_names):
+def test_any_tree_depth_end_to_end(unet_repo, spec, level_names):
     """prepare, train, evaluate, plot, predict and report with a 2- and a 4-level tree: every
     level is scored and reported, nothing assumes three."""
-    repo = make_repo(tmp_path, archs=("unet",))
+    repo = unet_repo
     set_param(repo, "classes.tree", spec)
     sh(DVC + ["repro"], repo)
     variant = f"unet-resnet34-scratch-s{SEED}"
@@ -308,12 +252,11 @@ def test_any_tree_depth_end_to_end(tmp_path, spec, level_names):
     assert "val mIoU at the leaf level per epoch" in shown
 
 
-def test_queued_experiments_train_concurrently_and_each_lands_its_results(tmp_path):
+def test_queued_experiments_train_concurrently_and_each_lands_its_results(unet_repo):
     """Several variants at once on one machine (e.g. one GPU): `dvc exp run --queue` per experiment,
     then `dvc queue start -j 2`. Each experiment runs in its own copy of the workspace."""
     import time
-    repo = make_repo(tmp_path, archs=("unet",))
-    commit(repo, "base")
+    repo = unet_repo   # committed: the queue runs each experiment from a commit
     for arch in ("unet", "deeplabv3plus"):
         sh(DVC + ["exp", "run", "--queue", "-n", f"q-{arch}", "-S", f"study.archs=[{arch}]"], repo)
     # the workers outlive `dvc queue start`: give it no pipes to hold open, so it returns at once

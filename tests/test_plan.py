@@ -152,8 +152,9 @@ def test_the_command_keeps_the_users_settings_but_those_the_plan_sets():
     assert command == ["python", "-m", "hseg", "exp", "hour", "-S", "train.lr=0.002", "-S", "train.epochs=25"]
 
 
-def test_split_sizes_from_the_id_files_or_pascal_parts(params, dataset):
-    counts, source = plan.split_sizes(params)  # no dataset at data/pascal-part from the tests' folder
+def test_split_sizes_from_the_id_files_or_pascal_parts(params, dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where data/pascal-part holds no dataset (the repository's may)
+    counts, source = plan.split_sizes(params)
     assert counts == {"train": 2532, "dev": 294, "val": 707} and "Pascal-Part" in source
     with pytest.raises(UserError, match="dev_fraction = 0.2"):
         plan.split_sizes(deep_merge(params, {"data": {"dev_fraction": 0.2}}))
@@ -161,7 +162,8 @@ def test_split_sizes_from_the_id_files_or_pascal_parts(params, dataset):
     assert plan.split_sizes(here)[0] == {"train": 6, "dev": 0, "val": 3}
 
 
-def test_prepare_from_the_documented_constant_without_the_dataset(params):
+def test_prepare_from_the_documented_constant_without_the_dataset(params, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     seconds, how = plan.prepare_seconds(params, {"train": 2532, "dev": 294, "val": 707})
     assert seconds == pytest.approx(17.2) and how.startswith("documented")  # the 3,533 images it was timed on
 

@@ -1,4 +1,6 @@
-"""predict on photos as people have them: EXIF orientation, nested folders, formats, bounded memory."""
+"""predict on photos as people have them: EXIF orientation, nested folders, formats, bounded memory; and its
+PNGs of a trained model score as the evaluate stage scored it."""
+# ruff: noqa: F811 (the fixture imported from tests.workdir is a test argument of the same name)
 import colorsys
 import json
 import os
@@ -10,18 +12,22 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from PIL import Image
 
 from hseg import layout
 from hseg.colours import level_palette, node_colours
+from hseg.dataset import read_ids
 from hseg.errors import UserError
 from hseg.inference import upsample_argmax
+from hseg.metrics import confusion_matrix, hierarchical_scores
 from hseg.models import save_weights
 from hseg.predict import chosen_tta, collect_images, parser, predict_files, run
 from hseg.settings.train import train_config
 from hseg.train import build_training_model
 from hseg.tree import build_tree
 from tests.synthetic import CLASSES
+from tests.workdir import RUN, VARIANT, stage, workdir  # noqa: F401 (workdir: a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 FOUR_LEVELS = {"body": {"upper_body": {"head": None, "torso": None, "arm": ["up_hand", "low_hand"]},
@@ -247,3 +253,39 @@ def test_every_node_has_one_colour_and_parts_are_shades_of_their_parent(params, 
             d = abs(_hue(colours[a]) - _hue(colours[b]))
             return min(d, 1 - d)
         assert all(dist(node, parent) < dist(node, other) for other in siblings_of_parent), node
+
+
+@pytest.mark.slow
+def test_predict_pngs_score_like_evaluate(workdir, tree, tmp_path):
+    weights = workdir / "models" / f"{RUN}.pt"
+    if not weights.exists():
+        assert stage(workdir, "stages.train", VARIANT, "42", "--no-progress").wait(timeout=300) == 0
+    # scored with flip and multi-scale TTA, which predict must then apply by default, read from the metrics file
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["evaluate"].update(flip_tta=True, tta_sides=[96])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    ev = stage(workdir, "stages.evaluate", VARIANT, "42", "--no-progress", "--params", str(tmp_path / "params.yaml"))
+    assert ev.wait(timeout=300) == 0, ev.stderr.read()
+    metrics = json.loads((workdir / "metrics" / "runs" / f"{RUN}.json").read_text())
+    assert metrics["consistency"] == 1.0
+    assert metrics["tta"] == {"flip": True, "sides": [96]}
+
+    root = workdir / "data" / "pascal-part"
+    val_ids = read_ids(root / "val_id.txt")
+    images = [root / "JPEGImages" / f"{i}.jpg" for i in val_ids]
+    (tmp_path / "broken.jpg").write_bytes(b"")
+    pred = stage(workdir, "hseg", "predict", "--run", RUN, "--no-progress", "-o", str(tmp_path / "out"),
+                 *map(str, images), str(tmp_path / "broken.jpg"))
+    out, err = pred.communicate(timeout=300)
+    assert pred.returncode == 1 and "broken.jpg" in err  # unreadable file skipped, reported at the end
+    assert "test-time augmentation: flip + sides 96 px (as the evaluate stage scored this model" in out
+    cm = np.zeros((7, 7), dtype=np.int64)
+    for i in val_ids:
+        leaf = np.array(Image.open(tmp_path / "out" / f"{i}.png"))
+        truth = np.array(Image.open(root / "masks" / f"{i}.png"))
+        assert leaf.shape == truth.shape
+        assert all((tmp_path / "out" / f"{i}_level{k}.png").is_file() for k in range(3))
+        cm += confusion_matrix(torch.from_numpy(truth), torch.from_numpy(leaf), 7).numpy()
+    scored = hierarchical_scores(cm, tree)
+    for k in range(3):
+        assert scored[f"miou{k}"] == pytest.approx(metrics[f"miou{k}"], abs=1e-4)

@@ -1,0 +1,77 @@
+"""The documents against what they describe: the README's and results/hour-dev's tables are the report of
+the committed metrics, and the README's override example works through DVC."""
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hseg.report import END, START, report
+from hseg.settings.base import load_params
+from hseg.settings.train import train_config
+from tests.conftest import committed_files, committed_text
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIANT = "unet-resnet34-scratch"
+
+
+@pytest.mark.parametrize("readme, summary, live", [
+    ("README.md", "metrics/summary.json", "dvclive"),
+    ("results/hour-dev/README.md", "results/hour-dev/summary.json", "results/hour-dev/dvclive"),
+])
+def test_committed_tables_are_the_report_of_their_summary(readme, summary, live, tmp_path):
+    """From git, not the workspace: an experiment (`python -m hseg exp quick`) rewrites metrics/ and dvclive/."""
+    for path in [summary, *committed_files(live, "metrics.json")]:   # dvclive's metrics.json: epochs per run
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(committed_text(path))
+    found = re.search(f"{re.escape(START)}\n(.*?)\n{re.escape(END)}", committed_text(readme), re.S)
+    assert found, f"{readme} has no {START} ... {END} block"
+    expected = report(tmp_path / summary, tmp_path / live, markdown=True)
+    assert found.group(1).strip() == expected.strip(), (
+        f"regenerate it: python -m hseg report --summary {summary} --live-dir {live} --update {readme}, "
+        f"then `git add` both")
+
+
+@pytest.mark.parametrize("metrics_dir", ["results/hour-dev/metrics", "results/hour-dev/intel/metrics"])
+def test_per_seed_rows_of_the_hour_model_are_its_runs_metrics(metrics_dir):
+    """results/hour-dev's per-seed tables are copied from the runs' metrics: each run has its row."""
+    text = (ROOT / "results" / "hour-dev" / "README.md").read_text()
+    files = sorted((ROOT / metrics_dir).glob("*-s*.json"))
+    assert files, f"no per-seed metrics in {metrics_dir}"
+    for path in files:
+        m = json.loads(path.read_text())
+        seed = re.search(r"-s(\d+)\.json$", path.name).group(1)
+        leaves = ", ".join(f"{v:.3f}" for v in list(m["iou2"].values())[1:])   # background first
+        row = f"| {seed} | {m['miou0']:.4f} / {m['miou1']:.4f} / {m['miou2']:.4f} | {leaves} |"
+        assert row in text, f"{path}: results/hour-dev/README.md has no row {row}"
+
+
+def apply_overrides(params: dict, command: str, folder: Path) -> dict:
+    """params after DVC's own `-S` handling (Hydra's override grammar) of ``command``'s settings."""
+    from dvc.utils.hydra import apply_overrides as dvc_apply_overrides
+    words = shlex.split(command)
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc_apply_overrides(str(path), [setting for flag, setting in zip(words, words[1:]) if flag == "-S"])
+    return load_params(path)   # as the stages read it
+
+
+def test_readme_variant_override_example_works_through_dvc(params, tmp_path):
+    example = re.search(r"`(dvc exp run -S '\+\+variants[^`]+)`", (ROOT / "README.md").read_text()).group(1)
+    params = apply_overrides(params, example, tmp_path)
+    cfg = train_config(params, VARIANT, 42)
+    assert cfg.lr == 0.0005 and cfg.warmup_epochs == 2
+    assert cfg.schedule == params["train"]["scheduler"]["name"]          # the other scheduler keys kept
+    assert train_config(params, "unet-resnet50-scratch", 42).lr == params["train"]["lr"]
+
+
+def test_ci_runs_the_readmes_test_line_and_the_install_command_appears_once():
+    """CI's .ci/run calls the README's test command and nothing else, so a green CI means a newcomer's
+    setup works; the install command stands in the README once, inside that line."""
+    ci_line = committed_text(".ci/run").strip().splitlines()[-1]
+    readme = committed_text("README.md")
+    assert ci_line.startswith("python3 -m venv .venv") and "pytest" in ci_line
+    assert readme.count(ci_line) == 1
+    assert readme.count("pip install") == 1
