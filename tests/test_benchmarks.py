@@ -1,4 +1,4 @@
-"""The benchmark scripts still run (tiny settings, CPU), so a lent GPU session can use them at once."""
+"""The benchmark scripts still run (tiny settings, CPU), so they work as they are on a lent GPU machine."""
 import csv
 import json
 import os

@@ -75,3 +75,18 @@ def test_ci_runs_the_readmes_test_line_and_the_install_command_appears_once():
     assert ci_line.startswith("python3 -m venv .venv") and "pytest" in ci_line
     assert readme.count(ci_line) == 1
     assert readme.count("pip install") == 1
+
+
+def test_the_plan_calibration_table_is_its_accuracy_json_and_zen4_equals_zen5():
+    """results/plan-zen4-2026-12-04: each row of the README's predicted-vs-measured table is accuracy.json's
+    seconds in minutes, and its val metrics equal the Zen 5 seed-42 hour run's in every key but `machine`."""
+    folder = "results/plan-zen4-2026-12-04"
+    readme = committed_text(f"{folder}/README.md")
+    for row in json.loads(committed_text(f"{folder}/accuracy.json"))["rows"]:
+        predicted, measured = row["predicted_s"] / 60, row["measured_s"] / 60
+        cells = f"| {predicted:.2f} | {measured:.2f} | {measured / predicted:.3f} |"
+        assert cells in readme, (row["what"], cells)
+    zen4 = json.loads(committed_text(f"{folder}/metrics/unet-resnet34-scratch-s42.json"))
+    zen5 = json.loads(committed_text("results/hour-dev/metrics/unet-resnet34-scratch-s42.json"))
+    assert "family 25" in zen4.pop("machine")["train"]["cpu"] and "family 26" in zen5.pop("machine")["train"]["cpu"]
+    assert zen4 == zen5
