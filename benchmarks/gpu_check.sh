@@ -123,9 +123,11 @@ else
     TIMING=()
     JOBS=4
 fi
-part "study timing, one at a time" 120 "$PY" benchmarks/study_timing.py --profile full --one-per-arithmetic \
+# the timing parts may use what the earlier parts left of the deadline (part() caps each at it); study_timing
+# writes its JSON after each variant, so a part stopped at its limit still leaves what it measured
+part "study timing, one at a time" 180 "$PY" benchmarks/study_timing.py --profile full --one-per-arithmetic \
     --jobs 1 --json "$OUT/study_jobs1.json" ${TIMING[@]+"${TIMING[@]}"}
-part "study timing, $JOBS at a time" 100 "$PY" benchmarks/study_timing.py --profile full --jobs "$JOBS" \
+part "study timing, $JOBS at a time" 200 "$PY" benchmarks/study_timing.py --profile full --jobs "$JOBS" \
     --json "$OUT/study_jobs4.json" ${TIMING[@]+"${TIMING[@]}"}
 
 # the summary, also of what a part stopped at its limit left behind (study_timing writes after each variant)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -32,3 +33,19 @@ def test_the_gpu_check_runs_every_part_on_a_bare_copy(tmp_path):
     assert {p["jobs"]: p["runs"] for p in summary["projected_study_min"].values()} == {1: 6, 2: 6}
     assert all(p["minutes"] > 0 for p in summary["projected_study_min"].values())
     assert not (tmp_path / "tree" / ".git").exists()
+
+
+def test_the_check_ends_by_its_deadline(tmp_path):
+    """Every part is capped at the deadline (BUDGET seconds from the start) and the summary at 15 s more, so
+    the check's wall is at most BUDGET + 15 s (+ a few seconds for timeout's --kill-after and bash)."""
+    budget = 25
+    start = time.monotonic()
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--allow-cpu"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHON": sys.executable, "BUDGET": str(budget), "OUT": str(tmp_path)})
+    wall = time.monotonic() - start
+    assert done.returncode != 0                                    # parts cut short are failures
+    log = (tmp_path / "gpu_check.log").read_text()
+    assert "stopped at its" in log or "no time left" in log
+    assert json.loads((tmp_path / "gpu_check.json").read_text())["failed_parts"]   # the summary still ran
+    assert wall <= budget + 15 + 10, wall
