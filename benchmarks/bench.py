@@ -34,8 +34,6 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from timing import timed_round_robin  # noqa: E402
-
 from hseg.cache import load_cache  # noqa: E402
 from hseg.dataset import load_pair, read_classes, read_ids  # noqa: E402
 from hseg.evaluate import evaluate_model  # noqa: E402
@@ -46,6 +44,7 @@ from hseg.settings.base import load_params  # noqa: E402
 from hseg.settings.classes import class_tree  # noqa: E402
 from hseg.settings.study import study_settings  # noqa: E402
 from hseg.settings.train import Augment, train_config  # noqa: E402
+from hseg.timing import timed_round_robin  # noqa: E402
 from hseg.train import Learner, train_step  # noqa: E402
 
 ROOT = Path("data/pascal-part")

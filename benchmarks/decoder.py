@@ -19,11 +19,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from timing import timed_round_robin  # noqa: E402
-
 from hseg.cli import run_cli  # noqa: E402
 from hseg.inference import model_input, prepare_model, resolve_precision  # noqa: E402
 from hseg.models import build_model, decoder_channels  # noqa: E402
+from hseg.timing import timed_round_robin  # noqa: E402
 
 
 def training_step(net, x, y, dtype):

@@ -23,15 +23,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from study_timing import LEAF_NAMES, random_cache  # noqa: E402
-from timing import timed_round_robin  # noqa: E402
-
 from hseg import evaluate, inference, layout  # noqa: E402
 from hseg.cache import load_cache  # noqa: E402
 from hseg.hierarchy import class_argmax, num_outputs  # noqa: E402
 from hseg.models import build_model  # noqa: E402
 from hseg.settings.base import load_params  # noqa: E402
 from hseg.settings.classes import class_tree  # noqa: E402
+from hseg.timing import LEAF_NAMES, random_cache, timed_round_robin  # noqa: E402
 
 
 def torch_argmax(scores: torch.Tensor, dim: int = 1) -> torch.Tensor:

@@ -19,9 +19,8 @@ from segmentation_models_pytorch.losses import FocalLoss, LovaszLoss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from timing import timed_round_robin  # noqa: E402
-
 from hseg.losses import SegLoss, focal_loss, lovasz_softmax  # noqa: E402
+from hseg.timing import timed_round_robin  # noqa: E402
 from hseg.tree import IGNORE  # noqa: E402
 
 

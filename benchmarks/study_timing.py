@@ -60,25 +60,10 @@ from hseg.settings.data import prepare_settings  # noqa: E402
 from hseg.settings.evaluate import evaluate_settings  # noqa: E402
 from hseg.settings.study import parse_variant, study_settings, study_variants  # noqa: E402
 from hseg.settings.train import train_config  # noqa: E402
+from hseg.timing import random_cache  # noqa: E402
 from hseg.train import ResumeState, train_variant  # noqa: E402
 
-LEAF_NAMES = ["bg", "low_hand", "torso", "low_leg", "head", "up_leg", "up_hand"]
 REAL_SPLITS = {"train": 2532, "dev": 294, "val": 707}   # train minus dev, dev (data.dev_fraction 0.1), val
-
-
-def random_cache(n: int, size: int, full_size: tuple[int, int] | None, gen: torch.Generator) -> dict:
-    """A cache in prepare's format with random content."""
-    cache = {"images": torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=gen),
-             "masks": torch.randint(0, len(LEAF_NAMES), (n, size, size), dtype=torch.uint8, generator=gen),
-             "ids": [f"random_{k:06d}" for k in range(n)], "size": size, "leaf_names": LEAF_NAMES,
-             "sizes": torch.tensor([full_size or (size, size)] * n, dtype=torch.int32)}
-    # counted at the cache size (prepare counts at original size); only class weighting reads them
-    cache["pixel_counts"] = torch.bincount(cache["masks"].flatten().long(), minlength=len(LEAF_NAMES))
-    if full_size:
-        h, w = full_size
-        cache["offsets"] = torch.arange(n + 1, dtype=torch.int64) * h * w
-        cache["full_masks"] = torch.randint(0, len(LEAF_NAMES), (n * h * w,), dtype=torch.uint8, generator=gen)
-    return cache
 
 
 def scratch_config(params: dict, variant: str):

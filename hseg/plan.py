@@ -352,12 +352,10 @@ def measure_variant(cfg, tree, evaluate, sides: Sequence[int], cache_side: int, 
     images and scaled to their split."""
     import torch
 
-    from benchmarks.study_timing import random_cache  # the whole-study benchmark's caches of the real shape
-    from benchmarks.timing import timed_round_robin
-
     from .evaluate import evaluate_model
     from .inference import pick_device, prepare_model, resolve_precision
     from .losses import make_loss
+    from .timing import random_cache, timed_round_robin
     from .train import (
         Learner,
         LrFactor,
@@ -465,9 +463,8 @@ def check_arguments(args) -> tuple[Fraction, ...] | None:
 
 
 def run(args) -> int:
-    from benchmarks.study_timing import LEAF_NAMES  # Pascal-Part's classes, as the random caches label them
-
     from .settings.classes import class_tree
+    from .timing import LEAF_NAMES  # Pascal-Part's classes, as the random caches label them
     from .versions import machine
 
     shares = check_arguments(args)
