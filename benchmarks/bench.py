@@ -20,7 +20,6 @@ For each model it prints, all measured in this run:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import subprocess
 import sys
@@ -36,14 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hseg.cache import load_cache  # noqa: E402
 from hseg.dataset import load_pair, read_classes, read_ids  # noqa: E402
+from hseg.device import autocast, normalize, prepare_model  # noqa: E402
 from hseg.evaluate import evaluate_model  # noqa: E402
-from hseg.inference import autocast, predict_logits, prepare_model  # noqa: E402
+from hseg.inference import predict_logits  # noqa: E402
 from hseg.losses import make_loss  # noqa: E402
-from hseg.models import build_model, normalize  # noqa: E402
+from hseg.models import build_model  # noqa: E402
 from hseg.settings.base import load_params  # noqa: E402
 from hseg.settings.classes import class_tree  # noqa: E402
 from hseg.settings.study import study_settings  # noqa: E402
-from hseg.settings.train import Augment, train_config  # noqa: E402
+from hseg.settings.train import AugmentSettings, LossWeights, train_config  # noqa: E402
 from hseg.timing import timed_round_robin  # noqa: E402
 from hseg.train import Learner, train_step  # noqa: E402
 
@@ -94,14 +94,16 @@ def seed_like_config(params: dict, variant: str, batch: int):
     """The pipeline's config for a like-for-like step against the original loop:
     whole cached images, flips only, cross-entropy only."""
     seed = study_settings(params).seeds[0]  # as the train stage
-    return dataclasses.replace(train_config(params, variant, seed), batch_size=batch, crop=0, loss_weights={"ce": 1.0},
-                               augment=Augment(hflip=True))
+    flips_only = AugmentSettings(hflip=True, scale=[1, 1], shift=0, rotate=0, brightness=0, contrast=0)
+    ce_only = LossWeights(ce=1, dice=0, lovasz=0, focal=0)
+    return train_config(params, variant, seed).model_copy(
+        update={"batch_size": batch, "crop": 0, "loss_weights": ce_only, "augment": flips_only})
 
 
 def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
     arch, encoder = name.split("-")
     cfg = seed_like_config(params, f"{arch}-{encoder}-scratch", args.batch)
-    loss_fn = make_loss(tree, "flat", cfg.loss_weights)
+    loss_fn = make_loss(tree, "flat", cfg.loss_weights.model_dump())
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     device = torch.device("cpu")
     gen = torch.Generator().manual_seed(0)
@@ -178,13 +180,13 @@ def bench_model(name: str, args, params, train_cache, val_cache, tree) -> dict:
         "from hseg.settings.base import load_params; from hseg.settings.classes import class_tree;"
         "from hseg.prepare import build_cache; from hseg.dataset import read_ids, read_classes;"
         "from hseg.train import Learner, train_step; from hseg.models import build_model; "
-        "from hseg.inference import prepare_model;"
+        "from hseg.device import prepare_model;"
         "from hseg.losses import make_loss; sys.path.insert(0, 'benchmarks'); from bench import seed_like_config;"
         f"p = load_params(); cfg = seed_like_config(p, '{arch}-{encoder}-scratch', {args.batch});"
         "s = torch.amp.GradScaler('cpu', enabled=False);"
         "from hseg.cache import load_cache;"
         f"c = load_cache('{args.cache_dir}/train.pt'); v = load_cache('{args.cache_dir}/val.pt');"
-        "t = class_tree(p, c['leaf_names']); lf = make_loss(t, 'flat', cfg.loss_weights); "
+        "t = class_tree(p, c['leaf_names']); lf = make_loss(t, 'flat', cfg.loss_weights.model_dump()); "
         "m = prepare_model(build_model(cfg.arch, cfg.encoder, 'scratch', 7), torch.device('cpu'));"
         "o = torch.optim.Adam(m.parameters()); g = torch.Generator().manual_seed(0);"
         # touch every cached tensor, as a whole epoch plus validation would, so they count as resident

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hseg.cli import run_cli  # noqa: E402
-from hseg.inference import model_input, prepare_model, resolve_precision  # noqa: E402
+from hseg.device import model_input, prepare_model, resolve_precision  # noqa: E402
 from hseg.models import build_model, decoder_channels  # noqa: E402
 from hseg.timing import timed_round_robin  # noqa: E402
 

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from hseg import evaluate, inference, layout  # noqa: E402
 from hseg.cache import load_cache  # noqa: E402
+from hseg.device import prepare_model  # noqa: E402
 from hseg.hierarchy import class_argmax, num_outputs  # noqa: E402
 from hseg.models import build_model  # noqa: E402
 from hseg.settings.base import load_params  # noqa: E402
@@ -72,8 +73,8 @@ def main(argv=None) -> None:
         random_cache(args.images, args.size, (375, 500), torch.Generator().manual_seed(0))
     tree = class_tree(load_params(ROOT / "params.yaml"), val["leaf_names"])
     arch, encoder = args.model.split("-", 1)
-    model = inference.prepare_model(build_model(arch, encoder, "scratch", num_outputs(tree, "flat")),
-                                  torch.device("cpu")).eval()
+    model = prepare_model(build_model(arch, encoder, "scratch", num_outputs(tree, "flat")),
+                          torch.device("cpu")).eval()
     base_s, base_miou = timed_evaluate(torch_argmax, model, val, tree, not args.no_tta, args.batch)
     ours_s, ours_miou = timed_evaluate(class_argmax, model, val, tree, not args.no_tta, args.batch)
     print(f"evaluate {args.model}, {len(val['ids'])} {'real' if args.real else 'random'} val images at "

@@ -87,7 +87,7 @@ try:  # optional: without it training logs no per-epoch metrics. (The repository
 except ImportError:
     dvclive = False
 import segmentation_models_pytorch as smp
-from hseg.inference import native_bf16, pick_device, resolve_precision
+from hseg.device import native_bf16, pick_device, resolve_precision
 from hseg.versions import machine
 if torch.cuda.is_available():
     dev = pick_device("cuda")

@@ -29,9 +29,10 @@ from scoring import load_model_and_val, score_line  # noqa: E402
 from hseg import layout  # noqa: E402
 from hseg.cache import full_mask  # noqa: E402
 from hseg.cli import run_cli  # noqa: E402
+from hseg.device import pick_device, prepare_model, resolve_precision  # noqa: E402
 from hseg.errors import UserError  # noqa: E402
 from hseg.hierarchy import class_argmax  # noqa: E402
-from hseg.inference import pick_device, predict_logits, prepare_model, resolve_precision  # noqa: E402
+from hseg.inference import predict_logits  # noqa: E402
 from hseg.metrics import confusion_matrix, hierarchical_scores  # noqa: E402
 from hseg.settings.base import load_params  # noqa: E402
 from hseg.settings.evaluate import evaluate_settings  # noqa: E402

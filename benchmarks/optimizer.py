@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hseg.inference import model_input, prepare_model  # noqa: E402
+from hseg.device import model_input, prepare_model  # noqa: E402
 from hseg.models import build_model  # noqa: E402
 
 IMPLEMENTATIONS = {"default": {}, "fused": {"fused": True}}

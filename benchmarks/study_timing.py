@@ -31,7 +31,6 @@ one of each pair and lets the other take its figures.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import heapq
 import json
 import signal
@@ -50,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hseg import layout  # noqa: E402
 from hseg.cache import load_cache, save_cache  # noqa: E402
+from hseg.checkpoint import ResumeState  # noqa: E402
 from hseg.cli import run_cli  # noqa: E402
 from hseg.errors import UserError  # noqa: E402
 from hseg.evaluate import evaluate_weights  # noqa: E402
@@ -61,21 +61,21 @@ from hseg.settings.evaluate import evaluate_settings  # noqa: E402
 from hseg.settings.study import parse_variant, study_settings, study_variants  # noqa: E402
 from hseg.settings.train import train_config  # noqa: E402
 from hseg.timing import random_cache  # noqa: E402
-from hseg.train import ResumeState, train_variant  # noqa: E402
+from hseg.train import train_variant  # noqa: E402
 
 REAL_SPLITS = {"train": 2532, "dev": 294, "val": 707}   # train minus dev, dev (data.dev_fraction 0.1), val
 
 
 def scratch_config(params: dict, variant: str):
     """The variant's recipe with random initial weights (no ImageNet download): the same arithmetic."""
-    return dataclasses.replace(train_config(params, variant, study_settings(params).seeds[0]), init="scratch")
+    return train_config(params, variant, study_settings(params).seeds[0]).model_copy(update={"init": "scratch"})
 
 
 def train_one(variant: str, work: Path) -> dict:
     """In a process of its own, as the train stage: train ``variant``; the end of every resume-state save."""
     params = load_params(work / "params.yaml")
     cfg = scratch_config(params, variant)
-    validation = work / "dev.pt" if (work / "dev.pt").exists() else work / "val.pt"  # as the train stage picks
+    validation = work / f"{layout.validation_split(params)}.pt"  # as the train stage picks
     train_cache, dev_cache = load_cache(work / "train.pt"), load_cache(validation)
     save_ends = []
     save = ResumeState.save

@@ -26,9 +26,9 @@ from scoring import load_model_and_val, score_line  # noqa: E402
 
 from hseg import layout  # noqa: E402
 from hseg.cli import run_cli  # noqa: E402
+from hseg.device import pick_device, prepare_model  # noqa: E402
 from hseg.errors import UserError  # noqa: E402
 from hseg.evaluate import evaluate_model  # noqa: E402
-from hseg.inference import pick_device, prepare_model  # noqa: E402
 from hseg.selection import LOG, log_candidate  # noqa: E402
 from hseg.settings.base import load_params  # noqa: E402
 from hseg.settings.evaluate import evaluate_settings, tta_sides  # noqa: E402

@@ -25,9 +25,6 @@ import torch
 from .atomic import save_torch
 from .errors import UserError
 
-KEYS = ("images", "masks", "ids", "sizes", "size", "pixel_counts", "leaf_names")
-FULL_MASK_KEYS = ("offsets", "full_masks")
-
 
 def pack(images: torch.Tensor, masks: torch.Tensor, ids: list[str], sizes: torch.Tensor, size: int,
          pixel_counts: np.ndarray, full_masks: list[np.ndarray] | None = None) -> dict:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import torch
 
 from .cache import full_mask
-from .hierarchy import class_argmax, independent_consistency, tree_consistency
-from .inference import pick_device, predict_batches, prepare_model, upload
+from .device import pick_device, prepare_model, upload
+from .hierarchy import class_argmax, independent_consistency
+from .inference import predict_batches
 from .metrics import confusion_matrix, hierarchical_scores
 from .models import load_weights
 from .tree import ClassTree
@@ -40,19 +41,9 @@ def evaluate_model(model, head: str, val_cache: dict, tree: ClassTree, device, p
     details = {"confusion": cm, "per_image_confusion": per_image.numpy(), "pred": preds_small.numpy(),
                "ids": list(val_cache["ids"])}
     scores = hierarchical_scores(cm, tree)
-    scores["consistency"] = leaf_consistency(cm, tree)
-    if head == "tree":
+    if head == "tree":   # how often each level's own argmax would nest (levels read off one leaf always do)
         scores["consistency_levelwise_argmax"] = levelwise[0] / levelwise[1]
     return scores, details
-
-
-def leaf_consistency(cm, tree: ClassTree) -> float:
-    """The share of pixels whose level-0..K predictions, read off the predicted leaf, nest as the tree
-    says (hierarchy.tree_consistency): a property of each leaf, so it is counted from the matrix's
-    columns (pixels predicted as each leaf) instead of from every full-size map."""
-    nests = [tree_consistency(torch.tensor([leaf]), tree)[0] for leaf in range(tree.num_leaves)]
-    predicted = cm.sum(0)
-    return int((predicted * nests).sum()) / int(predicted.sum())
 
 
 def evaluate_weights(weights, val_cache: dict, tree: ClassTree, settings: dict, progress: bool = True):

@@ -24,8 +24,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
-from .settings.base import load_params, parse_params
-from .settings.train import deep_merge
+from .settings.base import deep_merge, load_params, parse_params
 
 PROFILES = Path("profiles")
 

@@ -119,11 +119,3 @@ def independent_consistency(outputs: torch.Tensor, tree: ClassTree) -> tuple[int
     """(consistent pixels, pixels) when each level of a tree-head output is argmaxed on its own:
     how often level-wise predictions would disagree without path inference."""
     return nested_pixels([class_argmax(g) for g in split_levels(outputs, tree)], tree)
-
-
-def tree_consistency(leaf_pred: torch.Tensor, tree: ClassTree) -> tuple[int, int]:
-    """(pixels whose level-0..K predictions nest as the tree says, pixels).
-
-    Level predictions are read off the predicted leaf, so this is 1.0 by
-    construction for flat and path inference; it guards that property."""
-    return nested_pixels([torch.as_tensor(level.leaf_to_level)[leaf_pred.long()] for level in tree.levels], tree)

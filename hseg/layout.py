@@ -41,9 +41,14 @@ def cache_file(split: str) -> Path:
     return PREPARED / f"{split}.pt"
 
 
-def validation_split() -> str:
-    """The split training validates on: dev when prepare held one out, else val (the original protocol)."""
-    return "dev" if cache_file("dev").is_file() else "val"
+def validation_split(params: dict) -> str:
+    """The split training validates on, decided by the settings, not by which caches exist: dev when
+    data.dev_fraction > 0 (prepare holds it out of train and checks the value), else val (the original
+    protocol). A dev cache the settings call for but prepare has not built is load_cache's error."""
+    fraction = (params.get("data") or {}).get("dev_fraction")
+    if fraction is None:
+        raise UserError("params.yaml: data.dev_fraction is missing (0 validates on val, e.g. 0.1 on a dev split)")
+    return "dev" if fraction > 0 else "val"
 
 
 def weights_file(run: str) -> Path:

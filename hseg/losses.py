@@ -43,7 +43,7 @@ def class_weights(pixel_counts, scheme: str | float) -> torch.Tensor | None:
 def lovasz_softmax(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The Lovasz-softmax loss over the batch's non-IGNORE pixels, mean over the classes present.
 
-    Same values and gradients as smp's ``LovaszLoss("multiclass")`` (tests/test_recipe.py; up to the
+    Same values and gradients as smp's ``LovaszLoss("multiclass")`` (tests/test_losses.py; up to the
     order of tied errors, and a batch with no valid pixel gives a scalar 0), but all classes are
     sorted in one batched call instead of one sort per class: 1.4-1.6x faster on CPU
     (benchmarks/losses.py), which matters because the sort is most of its cost. Computed in
@@ -70,7 +70,7 @@ def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0) -
     """smp's ``FocalLoss("multiclass")``: for every class, a one-vs-rest binary focal loss
     (1 - p_t)^gamma * BCE on that class's logit, averaged over the non-IGNORE pixels and the classes.
 
-    The same values and gradients (tests/test_recipe.py), but all classes at once on the whole
+    The same values and gradients (tests/test_losses.py), but all classes at once on the whole
     tensor, with IGNORE pixels weighted 0, instead of one masked copy per class: several times
     faster on CPU (benchmarks/losses.py). A batch with no valid pixel gives 0 (smp: NaN)."""
     n_cls = logits.shape[1]

@@ -8,7 +8,6 @@ message instead of a traceback from inside the hub client.
 """
 from __future__ import annotations
 
-import functools
 import os
 import socket
 from pathlib import Path
@@ -26,9 +25,6 @@ from .tree import ClassTree
 from .versions import environment, machine
 
 HUB_FILES = ("config.json", "model.safetensors")
-# the normalisation the ImageNet encoders were trained with; used for every variant
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
 
 def hub_cache_dir() -> Path:
@@ -106,30 +102,17 @@ def build_model(arch: str, encoder: str, init: str, num_classes: int, decoder_wi
     return model
 
 
-@functools.lru_cache(maxsize=None)
-def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """MEAN and STD x 255 as (1,3,1,1) tensors on ``device``, made once per device: building them per
-    batch costs a GPU two small blocking host-to-device copies. Read-only."""
-    return (torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255,
-            torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255)
-
-
-def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 (N,3,H,W) -> float, ImageNet-normalised."""
-    mean, std = _mean_std(images_uint8.device)
-    return (images_uint8.float() - mean) / std
-
-
-def save_weights(path: Path, net, cfg, tree: ClassTree, size: int) -> None:
+def save_weights(path: Path, net, cfg, tree: ClassTree, size: int, claim: dict | None = None) -> None:
     """The weights file the train stage writes: the state dict and the metadata that rebuilds the
     model (read back by load_weights). ``cfg``: the run's TrainConfig (not imported here: evaluate
-    and predict load weights without the train settings)."""
+    and predict load weights without the train settings). ``claim``: the GPU the run claimed
+    (hseg/gpus.py), kept with the machine's facts; nothing is added where none was claimed."""
     meta = {"variant": cfg.variant, "arch": cfg.arch, "encoder": cfg.encoder, "init": cfg.init,
             "decoder_width": cfg.decoder_width, "num_classes": num_outputs(tree, cfg.head), "head": cfg.head,
             "size": size,
             "leaf_names": list(tree.leaf_names), "tree": tree.spec, "background": tree.background,
             "epochs": cfg.epochs, "precision": cfg.precision, "seed": cfg.seed, "versions": environment(),
-            "machine": machine()}
+            "machine": {**machine(), **(claim or {})}}
     # SyncBatchNorm keeps BatchNorm2d's parameter names, so these load into a plain model
     save_torch({"meta": meta, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}, path)
 

@@ -218,9 +218,9 @@ def read_recipe(params: dict, shares: tuple[Fraction, ...] | None) -> Recipe:
     if base.processes != 1:
         raise UserError(f"train.processes = {base.processes}: a plan times one training process; "
                         f"plan with -S train.processes=1")
-    if base.schedule != "warmup_cosine":
-        raise UserError(f"train.scheduler.name = {base.schedule}: a plan ends the learning rate's decay at its last "
-                        f"step, which warmup_cosine does; cosine_restarts restarts every T_0 epochs "
+    if base.scheduler.name != "warmup_cosine":
+        raise UserError(f"train.scheduler.name = {base.scheduler.name}: a plan ends the learning rate's decay at its "
+                        f"last step, which warmup_cosine does; cosine_restarts restarts every T_0 epochs "
                         f"(plan with -S train.scheduler.name=warmup_cosine)")
     full = base.crop or size
     for _, side in base.progressive:
@@ -236,7 +236,7 @@ def read_recipe(params: dict, shares: tuple[Fraction, ...] | None) -> Recipe:
     return Recipe(tuple(study.variants), tuple(study.seeds), configs,
                   tuple(s for _, s in base.progressive) + (full,), shares or own,
                   None if base.val_every >= base.epochs else base.val_every,
-                  min_epochs(base.schedule, base.warmup_epochs))
+                  min_epochs(base.scheduler.name, base.scheduler.warmup_epochs))
 
 
 def plan_settings(plan: Plan, recipe: Recipe) -> list[str]:
@@ -352,14 +352,14 @@ def measure_variant(cfg, tree, evaluate, sides: Sequence[int], cache_side: int, 
     images and scaled to their split."""
     import torch
 
+    from .checkpoint import ResumeState
+    from .device import pick_device, prepare_model, resolve_precision
     from .evaluate import evaluate_model
-    from .inference import pick_device, prepare_model, resolve_precision
     from .losses import make_loss
+    from .schedule import LrFactor
     from .timing import random_cache, timed_round_robin
     from .train import (
         Learner,
-        LrFactor,
-        ResumeState,
         build_training_model,
         check_batching,
         make_ema,
@@ -370,7 +370,7 @@ def measure_variant(cfg, tree, evaluate, sides: Sequence[int], cache_side: int, 
     )
 
     device = pick_device(cfg.device)
-    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
+    cfg = cfg.model_copy(update={"precision": resolve_precision(cfg.precision, device)})
     steps_per_epoch = check_batching(cfg, 1, counts["train"])
     gen = torch.Generator().manual_seed(0)
     batch = random_cache(cfg.batch_size, cache_side, None, gen)
@@ -378,8 +378,8 @@ def measure_variant(cfg, tree, evaluate, sides: Sequence[int], cache_side: int, 
     optimizer = make_optimizer(cfg, net)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LrFactor(cfg, steps_per_epoch))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-    loss_fn = make_loss(tree, cfg.head, cfg.loss_weights, cfg.class_weights, batch["pixel_counts"],
-                        cfg.tree_weight, cfg.tree_gamma, cfg.level_weight)
+    loss_fn = make_loss(tree, cfg.head, cfg.loss_weights.model_dump(), cfg.class_weights, batch["pixel_counts"],
+                        cfg.tree_loss.weight, cfg.tree_loss.gamma, cfg.level_weight)
     ema = make_ema(cfg, net)
     learner = Learner(model, optimizer, scaler, loss_fn, torch.Generator().manual_seed(cfg.seed), device, ema=ema)
     images, masks = to_training_device(batch, device)

@@ -1,4 +1,5 @@
-"""Matplotlib figures for the plot stage: curves, bars, prediction grids, confusion, worst cases."""
+"""Matplotlib figures for the plot stage: curves, time to accuracy, bars, prediction grids, confusion, worst
+cases."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,6 +44,28 @@ def training_curves(history: dict, variant: str, val_name: str = "val"):
     ax_iou.set(xlabel="epoch", ylabel=f"{val_name} mIoU (train resolution)",
                title=f"{variant}: {val_name} mIoU", ylim=(0, 1))
     ax_iou.legend()
+    fig.tight_layout()
+    return fig
+
+
+def minutes_and_miou(history: pd.DataFrame, level: int) -> tuple[np.ndarray, np.ndarray]:
+    """(minutes of training up to each validated epoch, mIoU^level there) from a run's history: the
+    minutes are the epochs' logged seconds summed up to it (training plus that epoch's validation) / 60."""
+    minutes = history["seconds"].cumsum() / 60
+    validated = history[f"val_miou{level}"].notna()
+    return minutes[validated].to_numpy(float), history.loc[validated, f"val_miou{level}"].to_numpy(float)
+
+
+def time_to_accuracy(histories: dict, level: int, val_name: str):
+    """One line per run: mIoU^level on the split training validated on (``val_name``) against the minutes
+    trained, so runs of different speed or budget compare at equal time."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for run, history in histories.items():
+        ax.plot(*minutes_and_miou(history, level), marker="o", markersize=3, label=run)
+    ax.set(xlabel="minutes of training (epoch times summed, validation included)",
+           ylabel=f"{val_name} mIoU^{level} (train resolution)", xlim=(0, None), ylim=(0, None),
+           title=f"{val_name} mIoU^{level} against training time")
+    ax.legend(fontsize=7, ncol=1 + len(histories) // 8)
     fig.tight_layout()
     return fig
 

@@ -33,9 +33,10 @@ from tqdm import tqdm
 from . import layout
 from .colours import colorize, level_palette
 from .dataset import load_image
+from .device import pick_device, prepare_model
 from .errors import UserError
 from .hierarchy import leaf_scores
-from .inference import pick_device, predict_logits, prepare_model, upsample_argmax
+from .inference import predict_logits, upsample_argmax
 from .models import load_weights
 from .prepare import resize_image
 from .settings.base import DEVICES, PRECISIONS

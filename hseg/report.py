@@ -1,7 +1,7 @@
-"""Print the study's results from metrics/summary.json (the summarize stage): for each variant and
-level the mean +- sd of mIoU over seeds with the per-seed values, the smallest leaf's mean IoU,
-which paired differences between variants are resolved (their 95 % interval excludes 0) and which
-of those survive Holm's correction over every difference printed (hseg/significance.py).
+"""Print the study's results from metrics/summary.json (the summarize stage) alone: for each variant
+the epochs trained, per level the mean +- sd of mIoU over seeds with the per-seed values, the smallest
+leaf's mean IoU, which paired differences between variants are resolved (their 95 % interval excludes 0)
+and which of those survive Holm's correction over every difference printed (hseg/significance.py).
 
     python -m hseg report              # the table and the differences
     python -m hseg report --markdown   # the table as the README shows it
@@ -26,12 +26,6 @@ def level_header(entry: dict, k: int) -> str:
     return f"mIoU^{k} ({shown})"
 
 
-def epochs_trained(live_dir: Path):
-    """The last epoch in a run's dvclive summary; None without one."""
-    summary = Path(live_dir) / "metrics.json"
-    return json.loads(summary.read_text()).get("step") if summary.is_file() else None
-
-
 def mean_sd(stats: dict) -> str:
     return f"{stats['mean']:.3f}" + ("" if stats["sd"] is None else f" ± {stats['sd']:.3f}")
 
@@ -51,7 +45,13 @@ def machine_line(m: dict | None) -> str:
     return m.get("gpu") or f"{m['cpu']}" + (f", {'+'.join(bf16)}" if bf16 else ", no bf16 ISA")
 
 
-def results_table(summary: dict, live_root: Path = layout.LIVE) -> str:
+def epochs_column(entry: dict) -> str:
+    """The epochs the variant's seeds trained ('8', or '8/12' where they differ); '-' where a summary from
+    before they were recorded has none."""
+    return "/".join(str(e) for e in sorted(set(entry.get("epochs", [])) - {None})) or "-"
+
+
+def results_table(summary: dict) -> str:
     """Markdown: one row per variant, mean ± sd over seeds per level, then the per-seed values."""
     variants = summary["variants"]
     first = next(iter(variants.values()))
@@ -61,9 +61,8 @@ def results_table(summary: dict, live_root: Path = layout.LIVE) -> str:
             + f" | smallest leaf IoU | mIoU^{deepest} per seed |",
             "| --- " * (len(ks) + 4) + "|"]
     for name, entry in variants.items():
-        epochs = sorted({epochs_trained(Path(live_root) / layout.run_name(name, s)) for s in entry["seeds"]} - {None})
         per_seed = ", ".join(f"{v:.3f}" for v in entry[f"miou{deepest}"]["values"])
-        rows.append(f"| {name} | {'/'.join(map(str, epochs)) or '-'} | "
+        rows.append(f"| {name} | {epochs_column(entry)} | "
                     + " | ".join(mean_sd(entry[f"miou{k}"]) for k in ks)
                     + f" | {smallest_leaf(entry, deepest)} | {per_seed} |")
     seeds = summary["seeds"]
@@ -105,7 +104,6 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hseg report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--summary", type=Path, default=layout.SUMMARY, help="the summarize stage's output")
-    parser.add_argument("--live-dir", type=Path, default=layout.LIVE, help="dvclive's root (epochs per run)")
     parser.add_argument("--markdown", action="store_true", help="only the table, as the README shows it")
     parser.add_argument("--update", type=Path, metavar="FILE",
                         help=f"write the table into FILE between {START} and {END} (e.g. README.md)")
@@ -130,11 +128,11 @@ def no_summary(summary_path: Path) -> str:
     return f"no {summary_path} yet: run the study first (`python -m hseg exp quick` or `dvc repro`)"
 
 
-def report(summary_path: Path, live_root: Path, markdown: bool) -> str:
+def report(summary_path: Path, markdown: bool) -> str:
     if not Path(summary_path).is_file():
         return no_summary(summary_path)
     summary = json.loads(Path(summary_path).read_text())
-    table = results_table(summary, live_root)
+    table = results_table(summary)
     return table if markdown else table + "\n\n" + differences(summary)
 
 
@@ -142,8 +140,8 @@ def run(args) -> int:
     if args.update:
         if not Path(args.summary).is_file():
             raise UserError(no_summary(args.summary))
-        update_block(args.update, report(args.summary, args.live_dir, markdown=True))
+        update_block(args.update, report(args.summary, markdown=True))
         print(f"table -> {args.update}")
         return 0
-    print(report(args.summary, args.live_dir, args.markdown))
+    print(report(args.summary, args.markdown))
     return 0

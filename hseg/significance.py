@@ -52,12 +52,6 @@ def t_two_sided_p(t: float, df: float) -> float:
     return incomplete_beta(df / 2, 0.5, df / (df + t * t))
 
 
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's T with ``df`` degrees of freedom."""
-    tail = t_two_sided_p(t, df) / 2
-    return 1.0 - tail if t > 0 else tail
-
-
 def paired_p(difference: dict) -> float | None:
     """The two-sided p-value of the paired t test behind a summary difference ({"mean", "sd", "n"});
     None with fewer than two seeds, where the summary has no interval either."""

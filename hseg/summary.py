@@ -52,9 +52,10 @@ def paired_difference(a: list[float], b: list[float]) -> dict:
 
 
 def summarize(scores: dict[str, dict[int, dict]], seeds: list[int]) -> dict:
-    """``scores[variant][seed]`` = that run's metrics JSON (keys miou0..miouK, iou0..iouK).
+    """``scores[variant][seed]`` = that run's metrics JSON (keys miou0..miouK, iou0..iouK, epochs).
 
-    Returns the summary written to metrics/summary.json: per variant and level the stats of mIoU
+    Returns the summary written to metrics/summary.json: per variant the epochs each seed trained
+    (None for a metrics file from before they were recorded), per variant and level the stats of mIoU
     and of each class's IoU (classes without an IoU in some run are left out of that run), the
     per-seed mIoU values, and the paired differences between every two variants at each level."""
     first = next(iter(next(iter(scores.values())).values()))
@@ -64,6 +65,7 @@ def summarize(scores: dict[str, dict[int, dict]], seeds: list[int]) -> dict:
                               for s, run in runs.items()}}
     for variant, runs in scores.items():
         entry = {"seeds": [s for s in seeds if s in runs]}
+        entry["epochs"] = [runs[s].get("epochs") for s in entry["seeds"]]
         for k in levels:
             values = [runs[s][f"miou{k}"] for s in entry["seeds"]]
             entry[f"miou{k}"] = {**describe(values), "values": values}

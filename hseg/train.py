@@ -1,62 +1,37 @@
-"""The epoch loop: batches from the uint8 cache, batch augmentation, autocast.
+"""The training loop, top to bottom: build the model, optimiser and loss, then epochs of steps on
+batches of the uint8 cache (batch augmentation, autocast), validation, and the weights.
 
-Each validated epoch writes the resume state (ResumeState), so an interrupted stage rerun
-continues from the last validated epoch with identical results on CPU.
+Each epoch writes the resume state (checkpoint.py), so an interrupted stage rerun continues from
+the last epoch with identical results on CPU. Process placement and DDP: distributed.py; the
+learning rate and progressive sides: schedule.py.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import math
-import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from .atomic import save_torch
-from .augment import apply_augment, draw_augment
+from .augment import apply_augment, draw_augment, person_boxes
+from .checkpoint import ResumeState, fingerprint, gather_rng_states
+from .device import autocast, model_input, prepare_model, resolve_precision, upload
+from .distributed import check_processes, seed_process, setup_process, sync_batchnorm
 from .errors import UserError
 from .hierarchy import class_argmax, leaf_scores, num_outputs
-from .inference import (
-    autocast,
-    model_input,
-    pick_device,
-    predict_logits,
-    prepare_model,
-    resolve_precision,
-    upload,
-    wants_cuda,
-)
+from .inference import predict_logits
 from .losses import make_loss
 from .metrics import confusion_matrix, hierarchical_scores
 from .models import build_model, save_weights
-from .settings.train import TrainConfig, epoch_side
+from .schedule import LrFactor, epoch_side
+from .settings.train import TrainConfig
 from .tracking import EpochLog
 from .tree import ClassTree
-
-CODE_DIR = Path(__file__).resolve().parent
-
-
-def _digest(*arrays) -> str:
-    h = hashlib.sha1()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a.numpy() if isinstance(a, torch.Tensor) else a).data)
-    return h.hexdigest()
-
-
-def fingerprint(cfg: TrainConfig, train_cache: dict) -> str:
-    """Identifies a run: params, the cache's content (not just its size) and the library code.
-    A resume checkpoint with another fingerprint is not reused."""
-    code = "".join(p.read_text() for p in sorted(CODE_DIR.glob("*.py")))
-    blob = json.dumps(dataclasses.asdict(cfg), sort_keys=True) + _digest(train_cache["images"], train_cache["masks"])
-    return hashlib.sha1((blob + code).encode()).hexdigest()
 
 
 def check_batching(cfg: TrainConfig, world: int, n: int) -> int:
@@ -71,41 +46,6 @@ def check_batching(cfg: TrainConfig, world: int, n: int) -> int:
     if cfg.batch_size > n:
         raise UserError(f"train.batch_size = {cfg.batch_size} is larger than the {n} training images")
     return n // cfg.batch_size
-
-
-def check_processes(cfg: TrainConfig) -> None:
-    """Refuse train.processes above the number of GPUs before any work: torchrun would start them all,
-    and each process past the last GPU dies in torch.cuda.set_device ("invalid device ordinal")."""
-    if not wants_cuda(cfg.device):
-        return  # CPU processes (gloo) are limited by memory only
-    gpus = torch.cuda.device_count()
-    if cfg.processes > gpus:
-        raise UserError(f"train.processes = {cfg.processes} needs one GPU per process, but this machine has {gpus} "
-                        f"GPU(s) (train.device = {cfg.device}): use train.processes <= {max(gpus, 1)}"
-                        + ("" if gpus else " with train.device cpu"))
-
-
-class LrFactor:
-    """The learning-rate multiplier of optimisation step s (stepped once per batch).
-
-    warmup_cosine: linear warm-up over ``warmup_epochs``, then a cosine decay that
-    reaches eta_min at the last step. cosine_restarts: CosineAnnealingWarmRestarts
-    with a cycle of T_0 epochs, as in the original study."""
-
-    def __init__(self, cfg: TrainConfig, steps_per_epoch: int):
-        self.kind, self.floor = cfg.schedule, cfg.eta_min / cfg.lr
-        self.warm = round(cfg.warmup_epochs * steps_per_epoch)
-        self.total = cfg.epochs * steps_per_epoch
-        self.cycle = cfg.t0 * steps_per_epoch
-
-    def __call__(self, step: int) -> float:
-        if self.kind == "cosine_restarts":
-            progress = (step % self.cycle) / self.cycle
-        elif step < self.warm:
-            return (step + 1) / self.warm
-        else:
-            progress = (step - self.warm) / max(1, self.total - self.warm - 1)
-        return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def make_optimizer(cfg: TrainConfig, net: torch.nn.Module) -> torch.optim.Optimizer:
@@ -147,6 +87,7 @@ class Learner:
     rank: int = 0
     world: int = 1
     ema: AveragedModel | None = None  # the weights' moving average (train.ema), updated after each step
+    background: int = 0  # the background's class id: person views (train.augment.person_crop) frame the rest
 
 
 def train_step(learner: Learner, images: torch.Tensor, masks: torch.Tensor, idx: torch.Tensor,
@@ -167,7 +108,8 @@ def train_step(learner: Learner, images: torch.Tensor, masks: torch.Tensor, idx:
     normalises each of the N processes' micro-batches over all N of them together."""
     model, optimizer, scaler, device, rank, world = (learner.model, learner.optimizer, learner.scaler,
                                                      learner.device, learner.rank, learner.world)
-    draws = draw_augment(len(idx), cfg.augment, learner.gen, cfg.crop, images.shape[-1], side)
+    boxes = person_boxes(masks[idx.to(masks.device)], learner.background) if cfg.augment.person_crop else None
+    draws = draw_augment(len(idx), cfg.augment, learner.gen, cfg.crop, images.shape[-1], side, boxes)
     # the step's indices and random numbers go to the device once (pinned, non-blocking), not per micro-batch
     draws = {k: upload(v, device) if isinstance(v, torch.Tensor) else v for k, v in draws.items()}
     idx = upload(idx, device)
@@ -220,46 +162,38 @@ def train_epoch(learner: Learner, scheduler, images, masks, cfg: TrainConfig, st
     return {"lr": lr, "train_loss": loss_sum / steps}
 
 
-def _distributed(device_request: str):
-    """(rank, world size, device). Under torchrun (even with one process) the process group is
-    set up and training uses DistributedDataParallel; otherwise (0, 1, device)."""
-    if "LOCAL_RANK" not in os.environ:  # not launched by torchrun
-        return 0, 1, pick_device(device_request)
-    if wants_cuda(device_request):  # each process its own GPU, chosen before any CUDA work
-        local = int(os.environ["LOCAL_RANK"])
-        if local >= torch.cuda.device_count():
-            raise UserError(f"torchrun process {local} has no GPU of its own: this machine has "
-                            f"{torch.cuda.device_count()} GPU(s); start at most that many processes (train.processes)")
-        torch.cuda.set_device(local)
-    device = pick_device(device_request)  # cuda:LOCAL_RANK after set_device
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device
-
-
-def _sync_batchnorm(device, world: int) -> bool:
-    """SyncBatchNorm: batch statistics over all processes' micro-batches; GPU-only in torch, and
-    pointless for one process."""
-    return dist.is_initialized() and device.type == "cuda" and world > 1
-
-
 def build_training_model(cfg: TrainConfig, tree: ClassTree, device, world: int):
     """(the plain network, the module to train: DDP-wrapped and/or compiled). torch's global
     generators are seeded with train.seed first, so every process starts from the same weights."""
     torch.manual_seed(cfg.seed)
     net = build_model(cfg.arch, cfg.encoder, cfg.init, num_outputs(tree, cfg.head), cfg.decoder_width)
+    if cfg.zero_init_residual and cfg.init == "scratch":
+        zero_init_residuals(net.encoder, cfg.encoder)
     net = prepare_model(net, device)
     model = net
-    if _sync_batchnorm(device, world):
+    if sync_batchnorm(device, world):
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
     if dist.is_initialized():
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile and device.type == "cuda" and not _sync_batchnorm(device, world):
+    if cfg.compile and device.type == "cuda" and not sync_batchnorm(device, world):
         # static shapes: progressive resizing compiles one graph per side, instead of a dynamic-shape
         # recompile that would then also serve the full-size epochs. SyncBatchNorm graph-breaks: not compiled
         model = torch.compile(model, dynamic=False)
     return net, model
+
+
+def zero_init_residuals(encoder: torch.nn.Module, name: str) -> None:
+    """Zero the scale of each residual block's last BatchNorm (train.zero_init_residual), so every block
+    starts as the identity: torchvision's ``zero_init_residual``, for smp's ResNet encoders."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    blocks = [m for m in encoder.modules() if isinstance(m, (BasicBlock, Bottleneck))]
+    if not blocks:
+        raise UserError(f"train.zero_init_residual: the {name} encoder has no ResNet blocks (BasicBlock or "
+                        f"Bottleneck); set it to false for this encoder")
+    for block in blocks:
+        torch.nn.init.zeros_(block.bn3.weight if isinstance(block, Bottleneck) else block.bn2.weight)
 
 
 def make_ema(cfg: TrainConfig, net: torch.nn.Module) -> AveragedModel | None:
@@ -270,77 +204,6 @@ def make_ema(cfg: TrainConfig, net: torch.nn.Module) -> AveragedModel | None:
     if not cfg.ema:
         return None
     return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-
-
-def seed_process(seed: int, rank: int) -> None:
-    """Seed torch's global generators (CPU and GPU: dropout) for process ``rank``, after the model is
-    built. Process 0 keeps the stream that follows the initialisation, as a single process does;
-    every other process gets its own, so dropout does not draw the same masks on every process.
-    (The augmentation draws come from train_step's own generator, the same on every process.)"""
-    if rank:
-        torch.manual_seed(int(np.random.SeedSequence([seed, rank]).generate_state(1)[0]))
-
-
-def rng_state(device) -> dict:
-    """This process's global RNG state: the CPU generator's and that of its own GPU only."""
-    return {"cpu": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-
-
-def set_rng_state(state: dict, device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if state["cuda"] is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def gather_rng_states(device, world: int) -> list[dict]:
-    """Every process's rng_state, indexed by rank (a collective: every process calls it)."""
-    if world == 1:
-        return [rng_state(device)]
-    states = [None] * world
-    dist.all_gather_object(states, rng_state(device))
-    return states
-
-
-class ResumeState:
-    """The resume file: everything needed to continue an interrupted run bit-identically.
-
-    It holds each process's global RNG state (CPU and its own GPU), indexed by rank; a process
-    restores its own."""
-
-    def __init__(self, path: Path, fingerprint: str):
-        self.path, self.fingerprint = path, fingerprint
-
-    def save(self, epoch: int, net, optimizer, scheduler, scaler, gen, history, rng_states: list | None = None,
-             ema: AveragedModel | None = None) -> None:
-        """``rng_states``: gather_rng_states' list; by default this (single, CPU) process's state."""
-        save_torch({"fingerprint": self.fingerprint, "epoch": epoch, "model": net.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None,
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(), "generator": gen.get_state(),
-                    "rng": rng_states or [rng_state(torch.device("cpu"))],
-                    "history": history}, self.path)
-
-    def restore(self, net, optimizer, scheduler, scaler, gen, rank: int = 0, device=torch.device("cpu"),
-                ema: AveragedModel | None = None) -> tuple[int, list]:
-        """(epochs done, history) after loading a matching checkpoint; (0, []) if there is none.
-        Process ``rank`` restores the RNG state that process ``rank`` saved; where the checkpoint has
-        none for it (fewer processes wrote it), it keeps its own seeding (seed_process)."""
-        if not self.path.is_file():
-            return 0, []
-        state = torch.load(self.path, map_location="cpu", weights_only=False)
-        if state.get("fingerprint") != self.fingerprint:
-            return 0, []
-        net.load_state_dict(state["model"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        gen.set_state(state["generator"])
-        if rank < len(state["rng"]):
-            set_rng_state(state["rng"][rank], device)
-        return state["epoch"], state["history"]
 
 
 def to_training_device(cache: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -359,19 +222,20 @@ def train_variant(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cach
     split); dvclive logs it under ``val/`` either way. Under torchrun (WORLD_SIZE > 1) every process
     trains on its slice of each global batch with DistributedDataParallel; process 0 validates and writes."""
     check_processes(cfg)
-    rank, world, device = _distributed(cfg.device)
+    rank, world, device, claim = setup_process(cfg.device)
     try:
-        return _train(cfg, tree, train_cache, val_cache, rank, world, device, weights_out=weights_out,
+        return _train(cfg, tree, train_cache, val_cache, rank, world, device, claim, weights_out=weights_out,
                       live_dir=live_dir, resume_path=resume_path, progress=progress, val_name=val_name)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict, rank: int, world: int, device, *,
+def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict, rank: int, world: int, device,
+           claim: dict, *,
            weights_out: Path, live_dir: Path, resume_path: Path, progress: bool, val_name: str) -> dict:
     # a concrete precision, so the resume fingerprint and the weights' metadata say what was run
-    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
+    cfg = cfg.model_copy(update={"precision": resolve_precision(cfg.precision, device)})
     n = len(train_cache["ids"])
     steps = check_batching(cfg, world, n)
     if cfg.crop > train_cache["size"]:
@@ -387,18 +251,20 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
     optimizer = make_optimizer(cfg, net)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LrFactor(cfg, steps))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-    loss_fn = make_loss(tree, cfg.head, cfg.loss_weights, cfg.class_weights, train_cache.get("pixel_counts"),
-                        cfg.tree_weight, cfg.tree_gamma, cfg.level_weight)
+    loss_fn = make_loss(tree, cfg.head, cfg.loss_weights.model_dump(), cfg.class_weights,
+                        train_cache.get("pixel_counts"), cfg.tree_loss.weight, cfg.tree_loss.gamma, cfg.level_weight)
     gen = torch.Generator().manual_seed(cfg.seed)
     ema = make_ema(cfg, net)
     resume = ResumeState(resume_path, fingerprint(cfg, train_cache))
     start_epoch, history = resume.restore(net, optimizer, scheduler, scaler, gen, rank, device, ema)
-    learner = Learner(model, optimizer, scaler, loss_fn, gen, device, rank, world, ema)
+    learner = Learner(model, optimizer, scaler, loss_fn, gen, device, rank, world, ema,
+                      tree.leaf_names.index(tree.background))
     kept = ema.module if ema is not None else net  # what is validated and written
     lead = rank == 0
     if lead and progress:
-        print(f"{cfg.variant}: training on {device} with {world} process(es), precision {cfg.precision}")
-    if lead and cfg.compile and _sync_batchnorm(device, world):
+        print(f"{cfg.variant}: training on {device} with {world} process(es), precision {cfg.precision}"
+              + (f" (claimed GPU {claim['gpu_claim']} of {claim['gpus_visible']})" if claim else ""))
+    if lead and cfg.compile and sync_batchnorm(device, world):
         print(f"{cfg.variant}: train.compile is not applied with SyncBatchNorm ({world} GPU processes)")
     if lead and start_epoch:
         print(f"resuming {cfg.variant} after epoch {start_epoch} from {resume_path}")
@@ -432,7 +298,7 @@ def _train(cfg: TrainConfig, tree: ClassTree, train_cache: dict, val_cache: dict
     bar.close()
     if not lead:
         return {}
-    save_weights(weights_out, kept, cfg, tree, train_cache["size"])
+    save_weights(weights_out, kept, cfg, tree, train_cache["size"], claim)
     log.close()
     resume_path.unlink(missing_ok=True)
     return history[-1]

@@ -1,6 +1,6 @@
 """Stage evaluate@<variant>-<seed>: hierarchical mIoU on val at original resolution -> metrics/runs/<run>.json
-(with the test-time augmentation it was scored with, under "tta", for `python -m hseg predict`, and the
-machines it was trained and scored on)."""
+(with the test-time augmentation it was scored with, under "tta", for `python -m hseg predict`, the epochs
+it trained and the machines it was trained and scored on)."""
 
 import numpy as np
 
@@ -31,8 +31,10 @@ def main(args):
             np.savez_compressed(f, **details)
     # the test-time augmentation these scores were measured with: `python -m hseg predict` applies it by default
     scores["tta"] = {"flip": settings.flip_tta, "sides": list(settings.tta_sides)}
+    trained = load_weights_meta(layout.weights_file(run))
+    scores["epochs"] = trained["epochs"]   # carried into the summary, so the report needs no training logs
     # bf16 kernels differ between CPU types: record where the run trained and where it was scored
-    scores["machine"] = {"train": load_weights_meta(layout.weights_file(run)).get("machine"), "evaluate": machine()}
+    scores["machine"] = {"train": trained.get("machine"), "evaluate": machine()}
     write_json(layout.metrics_file(run), scores)
     shown = "  ".join(f"mIoU^{k} {scores[f'miou{k}']:.4f}" for k in range(len(tree.levels))
                       if scores[f"miou{k}"] is not None)

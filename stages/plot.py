@@ -1,6 +1,7 @@
 """Stage plot: figures under plots/figures, the per-class IoU table plots/iou_per_class.csv and
-every run's curves in plots/curves/{train,val}.csv (overlaid by dvc plots). Prediction grids,
-worst cases, confusion matrices and curve figures are drawn for the first seed's runs only."""
+every run's curves in plots/curves/{train,val}.csv (overlaid by dvc plots). Every run's deepest-level
+mIoU against its training minutes is one figure (time_to_accuracy.png); prediction grids, worst cases,
+confusion matrices and curve figures are drawn for the first seed's runs only."""
 import json
 
 import numpy as np
@@ -48,7 +49,8 @@ def main(args):
     for name, table in zip(("train", "val"), plots.curve_tables(histories, deepest)):
         with atomic_path(layout.CURVES / f"{name}.csv") as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")
-    val_name = layout.validation_split()
+    val_name = layout.validation_split(params)
+    plots.save(plots.time_to_accuracy(histories, deepest, val_name), out / "time_to_accuracy.png", dpi)
     for v in [r for r in runs if layout.split_run(r)[1] == seeds[0]]:
         plots.save(plots.training_curves(histories[v].to_dict("list"), v, val_name), out / f"curves_{v}.png", dpi)
         details = np.load(layout.details_file(v))

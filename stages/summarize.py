@@ -1,5 +1,6 @@
-"""Stage summarize: mean +- sd over the study's seeds for each variant and level, and paired
-differences between variants with 95 % intervals -> metrics/summary.json."""
+"""Stage summarize: mean +- sd over the study's seeds for each variant and level, the epochs each run
+trained, and paired differences between variants with 95 % intervals -> metrics/summary.json (all that
+`python -m hseg report` reads)."""
 import json
 
 from hseg import layout

@@ -6,10 +6,11 @@ import sys
 from hseg import layout
 from hseg.cache import load_cache
 from hseg.cli import run_cli, stage_parser
+from hseg.distributed import check_processes
 from hseg.settings.base import load_params
 from hseg.settings.classes import class_tree
 from hseg.settings.train import train_config
-from hseg.train import check_processes, train_variant
+from hseg.train import train_variant
 
 
 def main(args):
@@ -25,7 +26,7 @@ def main(args):
         imagenet_weights_file(cfg.encoder)  # fail in seconds if the weights cannot be had
     run = layout.run_name(cfg.variant, cfg.seed)
     train_cache = load_cache(layout.cache_file("train"))
-    val_name = layout.validation_split()
+    val_name = layout.validation_split(params)
     val_cache = load_cache(layout.cache_file(val_name))
     tree = class_tree(params, train_cache["leaf_names"])
     last = train_variant(cfg, tree, train_cache, val_cache, weights_out=layout.weights_file(run),

@@ -53,11 +53,12 @@ def set_param(repo: Path, dotted: str, value):
 
 
 def make_repo(repo: Path, archs=("unet", "deeplabv3plus")) -> Path:
-    """A git + dvc repository with the project's code, dvc.yaml, params and plot template,
+    """A git + dvc repository with the project's code, dvc.yaml, .gitignore, params and plot template,
     a synthetic dataset and settings small enough for seconds per stage."""
     for name in ("stages", "hseg"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    for name in ("dvc.yaml", ".gitignore"):   # .gitignore: which folders DVC's outputs leave without one of their own
+        shutil.copy(ROOT / name, repo / name)
     (repo / "params.yaml").write_text(COMMITTED_PARAMS)
     make_dataset(repo / "data" / "pascal-part", n_train=16, n_val=6)
     set_param(repo, "prepare.size", 64)

@@ -74,8 +74,8 @@ def make_dataset(root: Path, n_train: int = 12, n_val: int = 6, seed: int = 0, n
 
 def prepared_workdir(work: Path, n_train: int, n_val: int, size: int, **train) -> Path:
     """A folder laid out like the repository: the dataset under data/pascal-part, its caches at
-    ``size`` under data/prepared and the project's params.yaml with ``train`` overrides. Returns the
-    dataset root."""
+    ``size`` under data/prepared (train and val, no dev split) and the project's params.yaml with
+    ``train`` overrides. Returns the dataset root."""
     import yaml
 
     from hseg.cache import save_cache
@@ -89,6 +89,7 @@ def prepared_workdir(work: Path, n_train: int, n_val: int, size: int, **train) -
         save_cache(cache, work / "data" / "prepared" / f"{split}.pt")
     params = yaml.safe_load((Path(__file__).resolve().parent.parent / "params.yaml").read_text())
     params["train"].update(train)
+    params["data"]["dev_fraction"] = 0.0  # no dev cache here: training validates on val
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     return root
 

@@ -92,6 +92,7 @@ def test_study_timing_on_prepared_caches(tmp_path, params, dataset):
                             workers=1)
         save_cache({**cache, "leaf_names": CLASSES}, tmp_path / "data" / "prepared" / f"{split}.pt")
     params["train"].update(batch_size=2, crop=0)
+    params["data"]["dev_fraction"] = 0.0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "study_timing.py"), "--real",
                            "--variants", "unet-resnet34-scratch", "--json", "t.json"],
@@ -180,8 +181,8 @@ def untrained_model_and_val_cache(tmp_path, params, tree, dataset, side: int):
 @pytest.mark.slow
 def test_inference_benchmark_leaf_argmax_row_is_evaluates_score(tmp_path, params, tree, dataset):
     from hseg.cache import load_cache
+    from hseg.device import resolve_precision
     from hseg.evaluate import evaluate_model
-    from hseg.inference import resolve_precision
     net = untrained_model_and_val_cache(tmp_path, params, tree, dataset, 32)
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "inference.py"), "w.pt", "--cache", "val.pt",
                            "--flip-tta"], cwd=tmp_path, capture_output=True, text=True, timeout=300)

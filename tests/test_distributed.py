@@ -1,5 +1,6 @@
-"""Training in several processes (hseg/train.py's torchrun/gloo path): the same result as one process
-with the same global batch, the process count checked against the GPUs, a non-finite loss stopping all."""
+"""Training in several processes (hseg/distributed.py and the loop in hseg/train.py, under torchrun/gloo):
+the same result as one process with the same global batch, the process count checked against the GPUs, a
+non-finite loss stopping all."""
 # ruff: noqa: F811 (the fixture imported from tests.workdir is a test argument of the same name)
 import json
 import time
@@ -50,7 +51,7 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(workdir):
 def test_more_processes_than_gpus_is_refused_before_any_work(workdir, tree, tmp_path, monkeypatch):
     """train.processes above the GPU count would die in torch.cuda.set_device ("invalid device ordinal")
     in every extra torchrun process; it is refused first, naming the parameter and the GPU count."""
-    from hseg.train import check_processes
+    from hseg.distributed import check_processes
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["train"].update(processes=2)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

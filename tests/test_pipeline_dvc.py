@@ -3,6 +3,7 @@ starts from its own copy of a prepared repository (tests/dvc_repo.py), so any on
 # ruff: noqa: F811 (the fixtures imported from tests.dvc_repo are test arguments of the same name)
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,13 +42,16 @@ def test_first_repro_runs_every_stage_and_writes_three_levels(study_baseline, re
             assert 0.0 <= metrics[f"miou{k}"] <= 1.0
         assert set(metrics["iou1"]) == {"bg", "upper_body", "lower_body"}
         assert metrics["machine"]["train"] == metrics["machine"]["evaluate"] == machine()   # the CPU is recorded
+        assert metrics["epochs"] == 1 and "consistency" not in metrics   # epochs from the weights' metadata
         assert (repo / "models" / f"{v}.pt").is_file()
         assert read_history(repo / "dvclive" / v)["epoch"].tolist() == [1]
         assert json.loads((repo / "dvclive" / v / "metrics.json").read_text())["step"] == 1
         assert (repo / "plots" / "figures" / f"predictions_{v}.png").is_file()
     assert (repo / "plots" / "figures" / "miou_by_level.png").is_file()
+    assert (repo / "plots" / "figures" / "time_to_accuracy.png").is_file()
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
     assert list(summary["variants"]) == VARIANTS and summary["seeds"] == [SEED]
+    assert all(summary["variants"][v]["epochs"] == [1] for v in VARIANTS)
     log = sh(["git", "log", "--format=%s"], repo).stdout.split("\n")
     assert log[0] == "first study" and sh(["git", "status", "--porcelain"], repo).stdout == ""  # all committed
 
@@ -74,6 +78,10 @@ def test_epochs_rerun_trains_and_downstream_not_prepare(repo):
     out = sh(DVC + ["repro"], repo).stdout
     assert ran(out) == {"summarize", "plot"} | stages("train") | stages("evaluate")
     assert read_history(repo / "dvclive" / RUNS[0])["epoch"].tolist() == [1, 2]
+    # the epochs reach the report through the weights, the run's metrics and the summary alone
+    assert json.loads((repo / "metrics" / "runs" / f"{RUNS[0]}.json").read_text())["epochs"] == 2
+    shutil.rmtree(repo / "dvclive")
+    assert f"| {VARIANTS[0]} | 2 |" in sh([sys.executable, "-m", "hseg", "report", "--markdown"], repo).stdout
 
 
 def test_adding_a_seed_runs_only_that_seeds_stages_and_the_summary(repo):
@@ -86,6 +94,28 @@ def test_adding_a_seed_runs_only_that_seeds_stages_and_the_summary(repo):
     assert pair["n"] == 2 and len(pair["ci95"]) == 2
     set_param(repo, "study.seeds", [SEED])   # back: the runs of seed 42 are unchanged, so only these rerun
     assert ran(sh(DVC + ["repro"], repo).stdout) == {"summarize", "plot"}
+
+
+def test_a_fresh_clone_reports_only_what_is_not_built_yet(repo, tmp_path):
+    """A clone holds git's files alone, so every DVC output is missing: `dvc status` may say 'deleted' or
+    'not in cache' and nothing else. Plot depends on evaluate's npz folder, which git ignores whole, so no
+    tracked .gitignore inside it makes that dependency 'modified'. Checked out, nothing is left to run."""
+    assert sh(["git", "ls-files", "metrics/details"], repo).stdout == ""
+    assert sorted(p.name for p in (repo / "metrics" / "details").iterdir()) == sorted(f"{r}.npz" for r in RUNS)
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    assert not (clone / "metrics" / "details").exists()
+    status = json.loads(sh(DVC + ["status", "--json"], clone).stdout)
+    states = {(stage, kind, path): state for stage, entries in status.items() for entry in entries
+              for kind, changes in entry.items() for path, state in changes.items()}
+    assert set(states.values()) == {"deleted", "not in cache"}, states
+    assert states[("plot", "changed deps", "metrics/details")] == "deleted"
+    assert {path for (stage, kind, path) in states if stage == "plot"} == {"data/prepared", "metrics/details"}
+    # what `dvc pull` does, from the cache the study was built into
+    sh(DVC + ["cache", "dir", str(repo / ".dvc" / "cache")], clone)
+    sh(DVC + ["checkout", "-q"], clone)
+    assert "Data and pipelines are up to date" in sh(DVC + ["status"], clone).stdout
+    assert sh(["git", "status", "--porcelain", "--", "metrics"], clone).stdout == ""
 
 
 def test_plot_setting_reruns_only_plot(repo):
@@ -203,7 +233,7 @@ def test_plots_show_writes_an_html_report_with_curves_and_figures(repo):
     assert "val_miou_leaf" in html and "dvclive" in html
     for v in RUNS:
         assert f"predictions_{v}.png" in html and f"confusion_{v}.png" in html
-    assert "miou_by_level.png" in html
+    assert "miou_by_level.png" in html and "time_to_accuracy.png" in html
     images = list((out / "static").glob("*.png"))
     assert len(images) >= 2 * len(VARIANTS) + 2
 
@@ -238,6 +268,7 @@ def test_any_tree_depth_end_to_end(unet_repo, spec, level_names):
 
     report = sh([sys.executable, "-m", "hseg", "report"], repo).stdout
     assert all(f"mIoU^{k} (" in report for k in range(depth)) and f"mIoU^{depth} " not in report
+    assert f"| {variant.removesuffix(f'-s{SEED}')} | 1 |" in report   # the epochs, from metrics/summary.json
     assert "arm" in report if depth == 4 else "head" in report
 
     image = next((repo / "data" / "pascal-part" / "JPEGImages").glob("*.jpg"))

@@ -11,8 +11,9 @@ import torch
 
 from hseg import exp, plan
 from hseg.errors import UserError
-from hseg.settings.train import deep_merge, train_config
-from hseg.train import LrFactor
+from hseg.schedule import LrFactor
+from hseg.settings.base import deep_merge
+from hseg.settings.train import train_config
 from tests.conftest import ROOT
 
 HOUR_LIKE = {"prepare": {"size": 224},
@@ -141,7 +142,7 @@ def test_the_planned_settings_run_the_plan_and_the_schedule_ends_at_its_last_ste
     assert cfg.epochs == 25 and cfg.progressive == ((10, 96), (5, 128), (4, 160), (1, 192))
     steps = 2532 // cfg.batch_size
     factor = LrFactor(cfg, steps)
-    floor = cfg.eta_min / cfg.lr
+    floor = cfg.scheduler.eta_min / cfg.lr
     assert factor(25 * steps - 1) == pytest.approx(floor) and factor(25 * steps - 2) > floor + 1e-9
     # a side left no epochs drops out of train.progressive
     assert plan.plan_settings(plan.Plan((0, 0, 0, 0, 2), 2, 0.0), recipe)[1] == "train.progressive=[]"

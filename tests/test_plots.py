@@ -1,8 +1,11 @@
-"""The per-class IoU table and its heat map follow the tree and keep missing IoUs missing; the report table."""
+"""The per-class IoU table and its heat map follow the tree and keep missing IoUs missing; bars per variant;
+the time-to-accuracy figure from dvclive's per-epoch files."""
 
 import numpy as np
+import pytest
 
-from hseg.plots import iou_heatmap, iou_rows
+from hseg.plots import iou_heatmap, iou_rows, time_to_accuracy
+from hseg.tracking import finished_history
 
 
 def scores_with(tree, value_of):
@@ -54,3 +57,36 @@ def test_miou_bars_show_each_variants_mean_over_seeds_its_sd_and_every_seed(tree
     from matplotlib.collections import PathCollection
     dots = np.concatenate([c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)])
     assert sorted(np.round(dots[:, 1], 6)) == sorted(np.round([0.5, 0.6, 0.7, 0.4, 0.5, 0.6, 0.3, 0.4, 0.5], 6))
+
+
+def write_dvclive_log(directory, seconds: list[float], validated: dict[int, float]):
+    """A run's dvclive files as the train stage leaves them (one TSV per metric: step, value):
+    ``seconds`` per epoch 1, 2, ..., and ``validated``: epoch -> mIoU^2 on the epochs validated."""
+    def tsv(name, rows):
+        path = directory / "plots" / "metrics" / f"{name}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"step\t{name.split('/')[-1]}\n" + "".join(f"{step}\t{value}\n" for step, value in rows))
+    tsv("train/seconds", enumerate(seconds, start=1))
+    tsv("train/loss", [(epoch, 1.0) for epoch in range(1, len(seconds) + 1)])
+    tsv("val/loss", [(epoch, 0.9) for epoch in validated])
+    for k in range(3):
+        tsv(f"val/miou{k}", [(epoch, miou / (k + 1)) for epoch, miou in validated.items()])
+
+
+def test_time_to_accuracy_draws_each_runs_deepest_miou_against_its_summed_epoch_minutes(tmp_path):
+    runs = {"unet-resnet34-scratch-s42": ([30, 60, 90, 120], {2: 0.2, 4: 0.35}),     # validated every 2nd epoch
+            "unet-resnet18-scratch-s42": ([45, 45, 45], {1: 0.1, 2: 0.25, 3: 0.3})}
+    histories = {}
+    for run, (seconds, validated) in runs.items():
+        write_dvclive_log(tmp_path / run, seconds, validated)
+        histories[run] = finished_history(tmp_path / run, run)
+    ax = time_to_accuracy(histories, 2, "dev").axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines) == list(runs)
+    # (30 + 60) s = 1.5 min and (30 + 60 + 90 + 120) s = 5 min; 45, 90 and 135 s = 0.75, 1.5 and 2.25 min
+    assert lines["unet-resnet34-scratch-s42"].get_xdata() == pytest.approx([1.5, 5.0])
+    assert lines["unet-resnet34-scratch-s42"].get_ydata() == pytest.approx([0.2 / 3, 0.35 / 3])
+    assert lines["unet-resnet18-scratch-s42"].get_xdata() == pytest.approx([0.75, 1.5, 2.25])
+    assert lines["unet-resnet18-scratch-s42"].get_ydata() == pytest.approx([0.1 / 3, 0.25 / 3, 0.3 / 3])
+    assert ax.get_ylabel().startswith("dev mIoU^2") and ax.get_xlabel().startswith("minutes of training")
+    assert time_to_accuracy(histories, 0, "val").axes[0].get_ylabel().startswith("val mIoU^0")

@@ -10,12 +10,12 @@ import yaml
 
 from hseg import exp
 from hseg.errors import UserError
-from hseg.settings.base import load_params
+from hseg.settings.base import deep_merge, load_params
 from hseg.settings.data import data_settings, prepare_settings
 from hseg.settings.evaluate import evaluate_settings
 from hseg.settings.plot import plot_settings
 from hseg.settings.study import study_settings, study_variants
-from hseg.settings.train import Augment, deep_merge, train_config
+from hseg.settings.train import train_config
 from hseg.train import check_batching
 
 
@@ -85,10 +85,11 @@ def test_original_profile_is_exactly_the_original_studys_recipe(params):
     assert prepare_settings(params).size == 256 and dev_fraction(params) == 0
     assert (cfg.epochs, cfg.batch_size, cfg.crop, cfg.optimizer, cfg.lr, cfg.weight_decay) == (
         20, 16, 0, "adam", 1e-3, 0)
-    assert (cfg.schedule, cfg.warmup_epochs, cfg.t0, cfg.eta_min) == ("cosine_restarts", 0, 10, 1e-6)
+    assert tuple(cfg.scheduler.model_dump().values()) == ("cosine_restarts", 0, 10, 1e-6)
     assert cfg.head == "flat" and cfg.class_weights == "none" and cfg.level_weight == 0
-    assert {k: w for k, w in cfg.loss_weights.items() if w} == {"ce": 1.0}
-    assert cfg.augment == Augment(hflip=True, scale=(1.0, 1.0), shift=0, rotate=0, brightness=0, contrast=0)
+    assert {k: w for k, w in cfg.loss_weights.model_dump().items() if w} == {"ce": 1.0}
+    assert cfg.augment.model_dump() == dict(hflip=True, scale=(1.0, 1.0), shift=0, rotate=0, brightness=0, contrast=0,
+                                            person_crop=0)
     assert not evaluate_settings(params).flip_tta and not evaluate_settings(params).tta_sides
     assert len(study_variants(params)) == 8
 

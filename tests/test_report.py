@@ -16,32 +16,32 @@ from tests.conftest import committed_text
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def metrics(m0, m1, head, torso):
-    return {"miou0": m0, "miou1": m1, "iou0": {"bg": 0.9, "body": m0},
-            "iou1": {"bg": 0.9, "head": head, "torso": torso}}
+def metrics(m0, m1, head, torso, epochs=None):
+    """A run's metrics file; ``epochs``: as the evaluate stage records it (None: a file from before it did)."""
+    scores = {"miou0": m0, "miou1": m1, "iou0": {"bg": 0.9, "body": m0},
+              "iou1": {"bg": 0.9, "head": head, "torso": torso}}
+    return scores if epochs is None else {**scores, "epochs": epochs}
 
 
 def write_study(folder: Path) -> Path:
-    scores = {"unet-resnet34-scratch": {42: metrics(0.60, 0.30, 0.35, 0.25), 43: metrics(0.62, 0.32, 0.36, 0.28),
-                                        44: metrics(0.64, 0.31, 0.33, 0.29)},
-              "deeplabv3plus-resnet34-scratch": {42: metrics(0.50, 0.30, 0.31, 0.29),
-                                                 43: metrics(0.51, 0.31, 0.30, 0.32),
-                                                 44: metrics(0.52, 0.33, 0.34, 0.32)}}
-    for variant in scores:
-        for seed in (42, 43, 44):
-            live = folder / "dvclive" / f"{variant}-s{seed}"
-            live.mkdir(parents=True)
-            (live / "metrics.json").write_text(json.dumps({"step": 7}))
+    """A two-variant, three-seed summary: UNet trained 7 epochs with every seed, DeepLabV3+ 7, 9 and 7."""
+    scores = {"unet-resnet34-scratch": {42: metrics(0.60, 0.30, 0.35, 0.25, 7), 43: metrics(0.62, 0.32, 0.36, 0.28, 7),
+                                        44: metrics(0.64, 0.31, 0.33, 0.29, 7)},
+              "deeplabv3plus-resnet34-scratch": {42: metrics(0.50, 0.30, 0.31, 0.29, 7),
+                                                 43: metrics(0.51, 0.31, 0.30, 0.32, 9),
+                                                 44: metrics(0.52, 0.33, 0.34, 0.32, 7)}}
     path = folder / "summary.json"
     path.write_text(json.dumps(summarize(scores, [42, 43, 44])))
     return path
 
 
 def test_report_shows_mean_sd_per_seed_values_and_verdicts(tmp_path):
-    text = report(write_study(tmp_path), tmp_path / "dvclive", markdown=False)
+    text = report(write_study(tmp_path), markdown=False)
     # UNet mIoU^0: 0.60, 0.62, 0.64 -> 0.620 ± 0.020; mIoU^1: 0.30, 0.32, 0.31 -> 0.310 ± 0.010
     # torso (0.25 + 0.28 + 0.29) / 3
     assert "| unet-resnet34-scratch | 7 | 0.620 ± 0.020 | 0.310 ± 0.010 | 0.273 (torso) | 0.300, 0.320, 0.310 |" in text
+    # seeds that trained different epochs show each count once; no training logs exist in tmp_path: the summary alone
+    assert "| deeplabv3plus-resnet34-scratch | 7/9 | 0.510 ± 0.010 |" in text and not (tmp_path / "dvclive").exists()
     assert "mIoU^1 (head, torso)" in text and "Mean ± sd over 3 seed(s) (42, 43, 44)" in text
     # mIoU^0 differences 0.10, 0.11, 0.12: mean 0.11, sd 0.01, half-width 4.3027 * 0.01 / sqrt 3 = 0.0248
     assert "mIoU^0  unet-resnet34-scratch - deeplabv3plus-resnet34-scratch: +0.110 [+0.085, +0.135]  resolved" in text
@@ -59,8 +59,8 @@ def test_one_variant_has_no_pairs_to_compare(tmp_path):
     path = tmp_path / "summary.json"
     scores = {"unet-resnet34-scratch": {42: metrics(0.60, 0.30, 0.35, 0.25), 43: metrics(0.62, 0.32, 0.36, 0.28)}}
     path.write_text(json.dumps(summarize(scores, [42, 43])))
-    text = report(path, tmp_path / "dvclive", markdown=False)
-    # mIoU^0 0.60, 0.62 -> 0.610 ± 0.014 (sd of two values: |a - b| / sqrt 2)
+    text = report(path, markdown=False)
+    # mIoU^0 0.60, 0.62 -> 0.610 ± 0.014 (sd of two values: |a - b| / sqrt 2); metrics without epochs: '-'
     assert "| unet-resnet34-scratch | - | 0.610 ± 0.014 |" in text
     assert text.endswith("Paired differences: none (one variant).") and "95 % t interval" not in text
 
@@ -75,10 +75,9 @@ def test_update_writes_the_table_between_the_markers_and_keeps_the_rest(tmp_path
     summary = write_study(tmp_path)
     page = tmp_path / "page.md"
     page.write_text("# Title\n\n<!-- report:start -->\nold table\n<!-- report:end -->\n\nafter\n")
-    cmd = [sys.executable, "-m", "hseg", "report", "--summary", str(summary), "--live-dir", str(tmp_path / "dvclive"),
-           "--update", str(page)]
+    cmd = [sys.executable, "-m", "hseg", "report", "--summary", str(summary), "--update", str(page)]
     assert subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=60).returncode == 0
-    table = report(summary, tmp_path / "dvclive", markdown=True)
+    table = report(summary, markdown=True)
     assert page.read_text() == f"# Title\n\n<!-- report:start -->\n{table}\n<!-- report:end -->\n\nafter\n"
     page.write_text("no markers\n")   # refused, and the file is left as it was
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -103,10 +102,14 @@ def simpson_two_sided_p(t: float, df: int, steps: int = 20000) -> float:
     return 1 - 2 * h / 3 * (density(0) + inner + density(abs(t)))
 
 
+# The README's table and ranking: the 2026-12-02 CPU study while main re-runs it seed by seed
+README_SUMMARY = "results/cpu-study-2026-12-02/summary.json"
+
+
 def test_holm_verdicts_on_the_committed_summary_match_an_independent_computation(tmp_path):
-    summary = json.loads(committed_text("metrics/summary.json"))
+    summary = json.loads(committed_text(README_SUMMARY))
     (tmp_path / "summary.json").write_text(json.dumps(summary))
-    text = report(tmp_path / "summary.json", tmp_path, markdown=False)
+    text = report(tmp_path / "summary.json", markdown=False)
     printed = {(m["level"], m["pair"]): m for m in re.finditer(
         r"^  mIoU\^(?P<level>\d)  (?P<pair>.+?): \S+ \[.+?\]  (?:resolved|tie); (?P<holm>resolved after Holm|not after "
         r"Holm) \(p (?P<p>[\d.]+)\)$", text, re.M)}
@@ -129,8 +132,8 @@ def test_holm_verdicts_on_the_committed_summary_match_an_independent_computation
 
 def test_readme_quotes_the_holm_line_the_committed_summary_gives(tmp_path):
     """The README's ranking quotes the report's Holm summary line; it must be what the report prints."""
-    (tmp_path / "summary.json").write_text(committed_text("metrics/summary.json"))
-    last_line = report(tmp_path / "summary.json", tmp_path, markdown=False).splitlines()[-1]
+    (tmp_path / "summary.json").write_text(committed_text(README_SUMMARY))
+    last_line = report(tmp_path / "summary.json", markdown=False).splitlines()[-1]
     readme = " ".join((ROOT / "README.md").read_text().split())
     quoted = re.search(r"`(Holm-Bonferroni at [^`]+)`", readme)
     assert quoted, "README.md quotes no `Holm-Bonferroni at ...` line of python -m hseg report"

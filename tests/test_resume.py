@@ -1,4 +1,4 @@
-"""Resuming an interrupted training (hseg/train.py's ResumeState, fingerprint and per-process RNG
+"""Resuming an interrupted training (hseg/checkpoint.py's ResumeState, fingerprint and per-process RNG
 states): the same weights after a kill, and a resume state reused only by the run that wrote it."""
 # ruff: noqa: F811 (the fixture imported from tests.workdir is a test argument of the same name)
 import signal
@@ -46,11 +46,12 @@ def test_killed_train_stage_resumes_to_the_same_weights(workdir):
 def test_resume_state_needs_the_same_params_data_content_and_code(workdir, tree, tmp_path, monkeypatch):
     """The resume state is reused only by the run that wrote it: a cache with the same number of
     images but one changed pixel, other params, or edited library code start over."""
-    import dataclasses
     import shutil
 
-    from hseg import train as train_module
-    from hseg.train import LrFactor, ResumeState, build_training_model, fingerprint, make_optimizer
+    from hseg import checkpoint
+    from hseg.checkpoint import ResumeState, fingerprint
+    from hseg.schedule import LrFactor
+    from hseg.train import build_training_model, make_optimizer
 
     cfg = workdir_config(workdir)
     cache = prepared_split(workdir, "train")
@@ -68,12 +69,12 @@ def test_resume_state_needs_the_same_params_data_content_and_code(workdir, tree,
     changed["images"][3, 1, 10, 10] ^= 1  # same count, one pixel differs
     assert len(changed["images"]) == len(cache["images"])
     assert ResumeState(tmp_path / "r.pt", fingerprint(cfg, changed)).restore(*parts()) == (0, [])
-    other = dataclasses.replace(cfg, lr=cfg.lr / 2)
+    other = cfg.model_copy(update={"lr": cfg.lr / 2})
     assert ResumeState(tmp_path / "r.pt", fingerprint(other, cache)).restore(*parts()) == (0, [])
 
     code = tmp_path / "code"
-    shutil.copytree(train_module.CODE_DIR, code, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(train_module, "CODE_DIR", code)
+    shutil.copytree(checkpoint.CODE_DIR, code, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(checkpoint, "CODE_DIR", code)
     assert ResumeState(tmp_path / "r.pt", fingerprint(cfg, cache)).restore(*parts()) == (1, [{"epoch": 1}])
     (code / "augment.py").write_text((code / "augment.py").read_text() + "\n# edited\n")
     assert ResumeState(tmp_path / "r.pt", fingerprint(cfg, cache)).restore(*parts()) == (0, [])
@@ -84,15 +85,10 @@ def test_each_rank_saves_and_restores_its_own_rng_state(workdir, tree, tmp_path,
     process restores its own: a resume with more processes than wrote it keeps the extra ones' own
     seeding, and no process touches the RNG of a GPU it does not use (set_rng_state_all failed when
     the checkpoint held more GPU states than the resuming machine has GPUs)."""
-    from hseg.train import (
-        LrFactor,
-        ResumeState,
-        build_training_model,
-        fingerprint,
-        make_optimizer,
-        rng_state,
-        seed_process,
-    )
+    from hseg.checkpoint import ResumeState, fingerprint, rng_state
+    from hseg.distributed import seed_process
+    from hseg.schedule import LrFactor
+    from hseg.train import build_training_model, make_optimizer
     cfg = train_config(yaml.safe_load((workdir / "params.yaml").read_text()), VARIANT, 42)
     net, _ = build_training_model(cfg, tree, torch.device("cpu"), 1)
 

@@ -1,12 +1,12 @@
-"""The optimisation schedule (hseg/train.py): make_optimizer's Adam/AdamW steps and LrFactor's
-learning rate per step."""
+"""The optimisation schedule: make_optimizer's Adam/AdamW steps (hseg/train.py) and LrFactor's learning rate
+per step (hseg/schedule.py)."""
 import math
 
 import pytest
 import torch
 
+from hseg.schedule import LrFactor
 from hseg.settings.train import train_config
-from hseg.train import LrFactor
 
 VARIANT = "unet-resnet34-scratch"
 

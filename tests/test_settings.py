@@ -5,7 +5,7 @@ train (tests/test_settings_train.py) read as before the settings models."""
 import pytest
 
 from hseg.errors import UserError
-from hseg.settings.base import DEVICES, PRECISIONS, check_size, load_params, parse_params
+from hseg.settings.base import DEVICES, PRECISIONS, Size, check, load_params, parse_params
 from hseg.settings.classes import class_tree
 from hseg.settings.data import data_settings, prepare_settings
 from hseg.settings.evaluate import evaluate_settings
@@ -126,7 +126,7 @@ def test_every_problem_is_one_line_in_params_order(committed):
         "train.augment.rotate = -5: must be a number >= 0",
         "train.colour = 1: unknown key; allowed keys are epochs, batch_size, crop, progressive, optimizer, lr, "
         "weight_decay, scheduler, ema, head, loss_weights, level_weight, class_weights, tree_loss, val_every, "
-        "precision, device, processes, accumulate, compile, decoder_width, augment"]
+        "precision, device, processes, accumulate, compile, decoder_width, zero_init_residual, augment"]
 
 
 @pytest.mark.parametrize("axis, value, message", [
@@ -152,11 +152,11 @@ def test_variant_names_are_checked():
 
 
 def test_sizes_must_be_multiples_of_32():
-    assert check_size("prepare.size", 96) == 96
+    assert check(96, Size, "prepare.size") == 96
     with pytest.raises(UserError, match=r"prepare.size = 100: .*multiple of 32 \(try 96 or 128\)"):
-        check_size("prepare.size", 100)
+        check(100, Size, "prepare.size")
     with pytest.raises(UserError, match="positive integer"):
-        check_size("prepare.size", 0)
+        check(0, Size, "prepare.size")
 
 
 def test_any_smp_architecture_and_encoder_is_a_params_only_change(params):

@@ -58,3 +58,13 @@ def test_summarize_pairs_runs_by_seed_and_leaves_out_missing_ious():
     assert d["mean"] == pytest.approx(0.10) and d["sd"] == pytest.approx(0.0282843, abs=1e-7) and d["seeds"] == [1, 2]
     half = 12.7062 * 0.0282843 / math.sqrt(2)
     assert d["ci95"] == pytest.approx([0.10 - half, 0.10 + half], abs=1e-6) and not d["resolved"]
+
+
+def test_summarize_carries_each_seeds_epochs_in_seed_order():
+    """The evaluate stage records the epochs a run trained; the summary keeps them per variant, in the
+    order of its seeds, and None for a metrics file from before they were recorded."""
+    scores = {"a": {2: {**run(0.6, 0.32, 0.6, 0.32), "epochs": 12}, 1: {**run(0.5, 0.30, 0.5, 0.30), "epochs": 8}},
+              "b": {1: run(0.3, 0.22, 0.3, 0.22), 2: {**run(0.4, 0.20, 0.4, 0.20), "epochs": 8}}}
+    variants = summarize(scores, [1, 2])["variants"]
+    assert variants["a"]["seeds"] == [1, 2] and variants["a"]["epochs"] == [8, 12]
+    assert variants["b"]["epochs"] == [None, 8]

@@ -114,3 +114,35 @@ def test_every_micro_batch_has_at_least_two_images(params, batch, processes, acc
     steps = check_batching(cfg, processes, 2826)
     assert steps == 2826 // batch  # the shuffled remainder is dropped
     assert batch // (processes * accumulate) >= 2
+
+
+def test_zero_init_residual_zeroes_each_blocks_last_batchnorm_and_nothing_else(workdir, tree):
+    """train.zero_init_residual: the last BatchNorm scale of each of ResNet34's 16 blocks starts at 0; every
+    other tensor is what the default recipe builds (no random number drawn differently)."""
+    from hseg.train import build_training_model
+    plain, _ = build_training_model(workdir_config(workdir), tree, torch.device("cpu"), 1)
+    zeroed, _ = build_training_model(workdir_config(workdir, zero_init_residual=True), tree, torch.device("cpu"), 1)
+    last_bn = {f"encoder.layer{i}.{b}.bn2.weight" for i, n in enumerate((3, 4, 6, 3), 1) for b in range(n)}
+    changed = {k for k, v in zeroed.state_dict().items() if not torch.equal(v, plain.state_dict()[k])}
+    assert changed == last_bn
+    assert all(not zeroed.state_dict()[k].any() for k in last_bn)
+
+
+def test_zero_init_residual_refuses_an_encoder_without_resnet_blocks(workdir, tree):
+    from hseg.train import build_training_model
+    cfg = workdir_config(workdir, "unet-mobilenet_v2-scratch", zero_init_residual=True)
+    with pytest.raises(UserError, match="train.zero_init_residual: the mobilenet_v2 encoder has no ResNet blocks"):
+        build_training_model(cfg, tree, torch.device("cpu"), 1)
+
+
+def test_person_views_train_and_change_the_result(workdir, tree, tmp_path):
+    """train.augment.person_crop takes a share of the training views around the people (the synthetic masks'
+    labelled pixels): the run trains, and differs from the run without it."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    plain, _ = train_once(workdir, tree, tmp_path / "a", epochs=1)
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    framed, history = train_once(workdir, tree, tmp_path / "b", epochs=1,
+                                 augment={**params["train"]["augment"], "person_crop": 0.5})
+    assert len(history) == 1 and np.isfinite(history[0]["train_loss"])
+    assert not all(torch.equal(plain[k], framed[k]) for k in plain)

@@ -69,6 +69,17 @@ def section(params: dict, name: str) -> dict:
     return value
 
 
+def deep_merge(base: dict, override: dict) -> dict:
+    """``base`` with ``override`` laid over it; nested mappings merge key by key. How a profile is laid over
+    params.yaml (hseg/exp.py) and a variant's overrides over the shared recipe (settings/train.py): it lives
+    here, with the settings, so the train stage does not depend on the profiles' command."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = (deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict)
+                    else value)
+    return out
+
+
 class Settings(BaseModel):
     """A section of params.yaml (or a mapping inside one): every field required, unknown keys refused."""
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -220,8 +231,3 @@ def _walk(kind, loc: tuple):
         path.append(key)
         here = _unwrap(step)
     return tuple(path), parent, here
-
-
-def check_size(name: str, size) -> int:
-    """``size`` where it is a positive multiple of 32; a UserError naming ``name`` otherwise."""
-    return check(size, Size, name)

@@ -1,8 +1,8 @@
 """``train`` (the recipe every variant uses) and ``variants.<variant>`` (its overrides): the train
-stage's settings, read into one :class:`TrainConfig` per variant and seed."""
+stage's settings, read into one :class:`TrainConfig` per variant and seed: the checked recipe itself, under
+params.yaml's own names, plus the run it trains. Training reads it as it is (no copy under other names)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, NamedTuple
 
 from pydantic import BeforeValidator, PlainValidator, ValidationInfo, field_validator, model_validator
@@ -21,6 +21,7 @@ from .base import (
     Size,
     check,
     choice,
+    deep_merge,
     is_int,
     is_number,
     render,
@@ -36,73 +37,6 @@ SCHEDULES = ("warmup_cosine", "cosine_restarts")
 HEADS = ("flat", "tree")  # one softmax over the leaves | one per level (the tree loss)
 LOSS_TERMS = ("ce", "dice", "lovasz", "focal")
 CLASS_WEIGHTS = ("none", "inverse_sqrt", "inverse")  # or a number: the power p in w_c ~ share_c^-p
-
-
-@dataclass
-class Augment:
-    """Batch augmentation on the training device. The defaults (flips only: the original study's
-    augmentation) serve code that builds one directly (tests, benchmarks); train_config sets every
-    field from params.yaml."""
-    hflip: bool = True
-    scale: tuple = (1.0, 1.0)  # random zoom range [min, max], drawn log-uniformly (0.5, 2.0: the standard recipe)
-    shift: float = 0.0       # extra random shift, fraction of the image side
-    rotate: float = 0.0      # random rotation in degrees, +-
-    brightness: float = 0.0  # additive, +- in units of the [0,1] intensity range
-    contrast: float = 0.0    # multiplicative, 1 +- contrast
-
-
-@dataclass
-class TrainConfig:
-    variant: str
-    arch: str
-    encoder: str
-    init: str                # scratch | imagenet: how the encoder starts
-    epochs: int
-    batch_size: int
-    crop: int                # training crop side in pixels; 0 = the cache size (no cropping)
-    optimizer: str
-    lr: float
-    weight_decay: float
-    schedule: str            # warmup_cosine | cosine_restarts
-    warmup_epochs: float
-    t0: int
-    eta_min: float
-    ema: float               # decay per step of the weights' moving average; 0 = off
-    seed: int
-    precision: str
-    device: str
-    head: str                # flat | tree: the model's outputs (and so its loss)
-    loss_weights: dict       # term -> weight, terms from LOSS_TERMS
-    class_weights: str | float  # none | inverse_sqrt | inverse, or the power p itself
-    tree_weight: float
-    tree_gamma: float
-    level_weight: float      # flat loss: weight of the terms on the coarser levels' summed probabilities
-    val_every: int
-    processes: int
-    accumulate: int
-    compile: bool            # torch.compile the model (CUDA only)
-    decoder_width: float     # scales smp's default decoder channels (1 = the default model)
-    augment: Augment
-    progressive: tuple       # ((epochs, side), ...): progressive resizing, the first epochs at smaller sides
-
-
-def epoch_side(cfg: TrainConfig, epoch: int) -> int:
-    """The side epoch ``epoch`` (0-based) trains at under ``cfg.progressive``; 0 = the full side."""
-    end = 0
-    for epochs, side in cfg.progressive:
-        end += epochs
-        if epoch < end:
-            return side
-    return 0
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    """``base`` with ``override`` laid over it; nested mappings merge key by key."""
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = (deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict)
-                    else value)
-    return out
 
 
 # --- the recipe's sections -----------------------------------------------------------------------
@@ -145,6 +79,9 @@ class AugmentSettings(Settings):
     rotate: NonNegativeFloat
     brightness: NonNegativeFloat
     contrast: NonNegativeFloat
+    person_crop: Annotated[float, rule(lambda v: is_number(v) and 0 <= v <= 1,
+                                       "must be a number from 0 (off) to 1: the share of training views "
+                                       "taken around the people's box", float)]
 
 
 class Stage(NamedTuple):
@@ -184,7 +121,7 @@ class TrainRecipe(Settings):
     epochs: PositiveInt
     batch_size: PositiveInt
     crop: Annotated[int, PlainValidator(_crop)]  # 0 = whole cached images
-    progressive: Annotated[list[Stage], BeforeValidator(_pairs)]
+    progressive: Annotated[tuple[Stage, ...], BeforeValidator(_pairs)]
     optimizer: choice(*OPTIMIZERS)
     lr: PositiveFloat
     weight_decay: NonNegativeFloat
@@ -207,6 +144,7 @@ class TrainRecipe(Settings):
     accumulate: PositiveInt
     compile: Bool
     decoder_width: PositiveFloat
+    zero_init_residual: Bool
     augment: AugmentSettings
 
     @field_validator("progressive")
@@ -268,6 +206,16 @@ def _where(variant: str, overrides: dict) -> Namer:
     return name
 
 
+class TrainConfig(TrainRecipe):
+    """One run's training config: the checked recipe (``train`` with ``variants.<variant>`` laid over it)
+    and the run it trains. Built by :func:`train_config` only, from an already checked recipe."""
+    variant: str
+    arch: str
+    encoder: str
+    init: str                # scratch | imagenet: how the encoder starts
+    seed: int
+
+
 def train_config(params: dict, variant: str, seed: int) -> TrainConfig:
     """The recipe for one variant and seed: ``train`` deep-merged with ``variants.<variant>``.
     A variant without an entry in ``variants`` has no overrides (any smp arch/encoder can be studied)."""
@@ -279,17 +227,6 @@ def train_config(params: dict, variant: str, seed: int) -> TrainConfig:
         check(base, TrainRecipe, "train")  # the shared recipe is complete and valid on its own
     recipe = check(deep_merge(base, overrides), TrainRecipe, _where(variant, overrides),
                    context={"arch": arch, "name": _where(variant, overrides)})
-    sched, tree_loss = recipe.scheduler, recipe.tree_loss
-    return TrainConfig(
-        variant=variant, arch=arch, encoder=encoder, init=init,
-        epochs=recipe.epochs, batch_size=recipe.batch_size, crop=recipe.crop,
-        optimizer=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay,
-        schedule=sched.name, warmup_epochs=sched.warmup_epochs, t0=sched.T_0, eta_min=sched.eta_min, ema=recipe.ema,
-        seed=seed, precision=recipe.precision, device=recipe.device,
-        head=recipe.head, loss_weights=recipe.loss_weights.model_dump(), class_weights=recipe.class_weights,
-        tree_weight=tree_loss.weight, tree_gamma=tree_loss.gamma, level_weight=recipe.level_weight,
-        val_every=recipe.val_every, processes=recipe.processes, accumulate=recipe.accumulate,
-        compile=recipe.compile, decoder_width=recipe.decoder_width,
-        augment=Augment(**recipe.augment.model_dump()),
-        progressive=tuple((s.epochs, s.side) for s in recipe.progressive),
-    )
+    # not validated again: the recipe's values are checked (and converted) already
+    return TrainConfig.model_construct(**dict(recipe), variant=variant, arch=arch, encoder=encoder, init=init,
+                                       seed=seed)

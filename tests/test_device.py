@@ -5,7 +5,7 @@ import contextlib
 import pytest
 import torch
 
-from hseg.inference import autocast, resolve_precision
+from hseg.device import autocast, resolve_precision
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -58,12 +58,12 @@ def test_auto_autocast_computes_in_the_resolved_precision(monkeypatch, native, d
     ("cuda:0", "cpu", False),
 ])
 def test_host_to_device_is_decided_by_device_type_not_equality(source, target, copied):
-    from hseg.inference import host_to_device
+    from hseg.device import host_to_device
     assert host_to_device(torch.device(source), torch.device(target)) is copied
 
 
 def test_pick_device_gives_the_gpu_its_index(monkeypatch):
-    from hseg.inference import pick_device
+    from hseg.device import pick_device
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     for requested in ("auto", "cuda"):
@@ -73,7 +73,7 @@ def test_pick_device_gives_the_gpu_its_index(monkeypatch):
 
 
 def test_upload_and_to_device_leave_host_tensors_on_the_cpu_alone():
-    from hseg.inference import to_device, upload
+    from hseg.device import to_device, upload
     x = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
     assert upload(x, CPU) is x
     assert to_device(x, CPU).dtype == torch.float32 and not to_device(x, CPU).is_pinned()
