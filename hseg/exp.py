@@ -132,7 +132,10 @@ def experiment_command(name: str, user_settings: list[str], queue: bool, exp_nam
     profile = load_profile(name)
     check_keys(profile, base, f"profiles/{name}.yaml")
     target = deep_merge(base, profile)
-    settings = overrides_to(target, load_params("params.yaml"))
+    # a key the user sets is left to the user's setting: one value per key (a sweep's values included)
+    user_keys = {setting.lstrip("+~").partition("=")[0] for setting in user_settings}
+    settings = [s for s in overrides_to(target, load_params("params.yaml"))
+                if s.lstrip("+~").partition("=")[0] not in user_keys]
     command = ["dvc", "exp", "run"] + (["-n", exp_name] if exp_name else []) + (["--queue"] if queue else [])
     for setting in settings + user_settings:
         command += ["-S", setting]

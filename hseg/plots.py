@@ -73,12 +73,15 @@ def time_to_accuracy(histories: dict, level: int, val_name: str):
 def curve_tables(histories: dict, deepest: int):
     """(per-epoch training table, per-validation table): every variant's history in one long
     table with a ``variant`` column, so one DVC plot overlays however many variants the study
-    has. ``val_miou_leaf`` is the deepest level's mIoU, whatever the depth of the tree."""
-    frames = [h.assign(variant=v) for v, h in histories.items()]
+    has. ``val_miou_leaf`` is the deepest level's mIoU, whatever the depth of the tree; ``minutes`` the
+    training minutes up to that validation (as in time_to_accuracy), so `dvc plots diff` overlays the
+    time-to-accuracy curves of experiments."""
+    frames = [h.assign(variant=v, minutes=h["seconds"].cumsum() / 60) for v, h in histories.items()]
     allrows = pd.concat(frames, ignore_index=True)
     train = allrows[["variant", "epoch", "lr", "train_loss"]]
     val = allrows.dropna(subset=["val_loss"]).assign(val_miou_leaf=lambda d: d[f"val_miou{deepest}"])
-    return train, val[["variant", "epoch", "val_loss"] + [c for c in val.columns if c.startswith("val_miou")]]
+    scores = [c for c in val.columns if c.startswith("val_miou")]
+    return train, val[["variant", "epoch", "minutes", "val_loss", *scores]]
 
 
 def miou_bars(scores: dict, tree: ClassTree):

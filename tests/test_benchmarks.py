@@ -122,6 +122,26 @@ def test_optimizer_benchmark_times_both_implementations():
 
 
 @pytest.mark.slow
+def test_runtime_benchmark_times_each_setting_against_default_and_compares_the_weights(tmp_path):
+    """Thread placement changes no arithmetic: the same weights bit for bit as default, timed per side."""
+    out = tmp_path / "runtime.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "runtime.py"), "--settings", "default",
+                           "placement", "--rounds", "2", "--steps", "1", "-S", "prepare.size=64",
+                           "-S", "train.batch_size=2", "-S", "train.epochs=3", "-S", "train.progressive=[[2, 32]]",
+                           "--json", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["sides"] == [32, 64] and result["epochs"] == [2, 1]
+    default, placement = result["results"]["default"], result["results"]["placement"]
+    assert placement["env"] == {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"} and default["env"] == {}
+    assert default["same_weights"] and placement["same_weights"] and default["ratio"] == 1.0
+    # the epoch-weighted step: two thirds of the epochs at 32 px, one at 64
+    assert placement["weighted_step_s"] == pytest.approx((2 * placement["step_s"][0] + placement["step_s"][1]) / 3)
+    assert placement["ratio"] == pytest.approx(placement["weighted_step_s"] / default["weighted_step_s"])
+    assert "placement" in done.stdout and "weights identical" in done.stdout
+
+
+@pytest.mark.slow
 def test_decoder_benchmark_times_each_width_against_the_first():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "decoder.py"), "--widths", "1", "0.5",
                            "--sizes", "32", "--batch", "2", "--steps", "1"],

@@ -283,13 +283,15 @@ def test_any_tree_depth_end_to_end(unet_repo, spec, level_names):
     assert "val mIoU at the leaf level per epoch" in shown
 
 
-def test_queued_experiments_train_concurrently_and_each_lands_its_results(unet_repo):
-    """Several variants at once on one machine (e.g. one GPU): `dvc exp run --queue` per experiment,
-    then `dvc queue start -j 2`. Each experiment runs in its own copy of the workspace."""
+def test_a_queued_sweep_trains_concurrently_and_one_repro_gathers_the_study(unet_repo):
+    """A study over the workers of one machine (docs/gpus.md: one worker per GPU, each training claiming its
+    own, tests/test_gpus.py) in two commands: one queued sweep, one experiment per value of
+    `-S 'study.archs=[unet],[deeplabv3plus]'`, and `dvc queue start -j 2`, each experiment in its own copy of
+    the workspace; then one `dvc repro` with the whole study's params restores every train and evaluate
+    stage from the run cache the workers filled, and runs only summarize and plot."""
     import time
     repo = unet_repo   # committed: the queue runs each experiment from a commit
-    for arch in ("unet", "deeplabv3plus"):
-        sh(DVC + ["exp", "run", "--queue", "-n", f"q-{arch}", "-S", f"study.archs=[{arch}]"], repo)
+    sh(DVC + ["exp", "run", "--queue", "-S", "study.archs=[unet],[deeplabv3plus]"], repo)
     # the workers outlive `dvc queue start`: give it no pipes to hold open, so it returns at once
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(repo),
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
@@ -303,15 +305,24 @@ def test_queued_experiments_train_concurrently_and_each_lands_its_results(unet_r
             break
         time.sleep(2)
     sh(DVC + ["queue", "stop"], repo, check=False)
-    assert "Failed" not in status, sh(DVC + ["queue", "logs", "q-unet"], repo, check=False).stdout
+    assert "Failed" not in status, status
     assert most_running == 2
     shown = json.loads(sh(DVC + ["exp", "show", "--json"], repo).stdout)
     found = {}
     for commit_entry in shown:
         for exp in commit_entry.get("experiments") or []:
             for rev in exp.get("revs", []):
-                metrics = (rev.get("data") or {}).get("metrics") or {}
-                found[rev.get("name")] = sorted(m for m in metrics if m.startswith("metrics/"))
-    assert found.get("q-unet") == [f"metrics/runs/unet-resnet34-scratch-s{SEED}.json", "metrics/summary.json"]
-    assert found.get("q-deeplabv3plus") == [f"metrics/runs/deeplabv3plus-resnet34-scratch-s{SEED}.json",
-                                            "metrics/summary.json"]
+                data = rev.get("data") or {}
+                archs = data["params"]["params.yaml"]["data"]["study"]["archs"]
+                found[tuple(archs)] = {m: data["metrics"][m]["data"] for m in data.get("metrics") or {}
+                                       if m.startswith("metrics/runs/")}
+    assert set(found) == {("unet",), ("deeplabv3plus",)}
+    for arch in ("unet", "deeplabv3plus"):
+        assert list(found[(arch,)]) == [f"metrics/runs/{arch}-resnet34-scratch-s{SEED}.json"]
+
+    set_param(repo, "study.archs", ["unet", "deeplabv3plus"])   # the whole study, as the profile sets it
+    out = sh(DVC + ["repro"], repo).stdout
+    assert ran(out) == {"summarize", "plot"}, out                # no train@ or evaluate@ ran here
+    for run in RUNS:
+        kept = found[(run.split("-")[0],)][f"metrics/runs/{run}.json"]
+        assert json.loads((repo / "metrics" / "runs" / f"{run}.json").read_text()) == kept

@@ -90,3 +90,19 @@ def test_time_to_accuracy_draws_each_runs_deepest_miou_against_its_summed_epoch_
     assert lines["unet-resnet18-scratch-s42"].get_ydata() == pytest.approx([0.1 / 3, 0.25 / 3, 0.3 / 3])
     assert ax.get_ylabel().startswith("dev mIoU^2") and ax.get_xlabel().startswith("minutes of training")
     assert time_to_accuracy(histories, 0, "val").axes[0].get_ylabel().startswith("val mIoU^0")
+
+
+def test_the_val_curve_table_gives_each_validation_its_training_minutes(tmp_path):
+    """plots/curves/val.csv's minutes column (dvc.yaml overlays experiments against it): the same minutes as
+    the figure, summed epoch seconds up to each validated epoch."""
+    from hseg.plots import curve_tables
+    runs = {"unet-resnet34-scratch-s42": ([30, 60, 90, 120], {2: 0.2, 4: 0.35}),
+            "unet-resnet18-scratch-s42": ([45, 45, 45], {1: 0.1, 2: 0.25, 3: 0.3})}
+    histories = {}
+    for run, (seconds, validated) in runs.items():
+        write_dvclive_log(tmp_path / run, seconds, validated)
+        histories[run] = finished_history(tmp_path / run, run).assign(lr=1e-3)   # the log here has no lr
+    train, val = curve_tables(histories, 2)
+    assert list(val.columns[:4]) == ["variant", "epoch", "minutes", "val_loss"] and "minutes" not in train
+    assert val["minutes"].tolist() == pytest.approx([1.5, 5.0, 0.75, 1.5, 2.25])
+    assert val["epoch"].tolist() == [2, 4, 1, 2, 3] and len(train) == 7

@@ -131,3 +131,20 @@ def test_exp_dry_run_prints_the_dvc_command_from_the_committed_params(tmp_path):
     command = proc.stdout.strip().splitlines()[-1]
     assert command.startswith("dvc exp run -n h1 -S ") and command.endswith("-S train.lr=0.002")
     assert "prepare.size=224" in command
+
+
+def test_a_key_the_user_sets_is_set_once_by_the_users_value(tmp_path, monkeypatch):
+    """`python -m hseg exp hour -S 'study.seeds=[43]'` passes one study.seeds (the user's), not the profile's
+    [42] before it: a queued sweep over a key (`-S 'study.seeds=[42],[43]'`) must not meet a second value."""
+    import shutil
+    root = Path(__file__).resolve().parent.parent
+    shutil.copytree(root / "profiles", tmp_path / "profiles")
+    shutil.copy(root / "params.yaml", tmp_path / "params.yaml")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "add", "params.yaml"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "p"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    command = exp.experiment_command("hour", ["study.seeds=[42],[43]", "++variants.x.lr=1"], True, None)
+    keys = [s.lstrip("+~").partition("=")[0] for flag, s in zip(command, command[1:]) if flag == "-S"]
+    assert keys.count("study.seeds") == 1 and "study.seeds=[42],[43]" in command
+    assert "prepare.size=224" in command        # the profile's other settings stay

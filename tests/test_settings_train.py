@@ -152,6 +152,9 @@ ZOOM_RANGE = "must be a zoom range [min, max] with 0 < min <= max, e.g. [0.5, 2.
     ("augment", {"hflip": "false"}, "train.augment.hflip = 'false': must be true or false"),
     ("augment", {"scale": [2.0, 0.5]}, f"train.augment.scale = [2.0, 0.5]: {ZOOM_RANGE}"),
     ("augment", {"scale": 0.25}, f"train.augment.scale = 0.25: {ZOOM_RANGE}"),
+    ("augment", {"person_crop": 1.5}, "train.augment.person_crop = 1.5: must be a number from 0 (off) to 1: the "
+                                      "share of training views taken around the people's box"),
+    ("zero_init_residual", "yes", "train.zero_init_residual = 'yes': must be true or false"),
     ("loss_weights", {"ce": 0, "dice": 0, "lovasz": 0, "focal": 0},
      "train.loss_weights = {'ce': 0, 'dice': 0, 'lovasz': 0, 'focal': 0}: at least one term needs a weight above 0"),
     ("loss_weights", {"tversky": 1},
