@@ -323,6 +323,8 @@ def test_a_queued_sweep_trains_concurrently_and_one_repro_gathers_the_study(unet
     set_param(repo, "study.archs", ["unet", "deeplabv3plus"])   # the whole study, as the profile sets it
     out = sh(DVC + ["repro"], repo).stdout
     assert ran(out) == {"summarize", "plot"}, out                # no train@ or evaluate@ ran here
-    for run in RUNS:
+    for run in RUNS:   # the scores (`dvc exp show` leaves out list values, e.g. the CPU's ISA flags)
         kept = found[(run.split("-")[0],)][f"metrics/runs/{run}.json"]
-        assert json.loads((repo / "metrics" / "runs" / f"{run}.json").read_text()) == kept
+        gathered = json.loads((repo / "metrics" / "runs" / f"{run}.json").read_text())
+        scores = [k for k in gathered if k.startswith(("miou", "iou"))]
+        assert len(scores) >= 4 and {k: gathered[k] for k in scores} == {k: kept[k] for k in scores}
