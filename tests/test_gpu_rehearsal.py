@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from hseg.exp import load_profile
 from tests.conftest import ROOT, needs_git
 
 pytestmark = [pytest.mark.slow, needs_git]
@@ -30,7 +31,8 @@ def test_the_gpu_check_runs_every_part_on_a_bare_copy(tmp_path):
     assert environment["dvclive"] is False                  # not on the GPU machine's list, so not in the venv
     summary = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     assert summary["failed_parts"] == [] and summary["tests_exit"] == 0
-    assert {p["jobs"]: p["runs"] for p in summary["projected_study_min"].values()} == {1: 6, 2: 6}
+    seeds = len(load_profile("full", ROOT / "profiles")["study"]["seeds"])
+    assert {p["jobs"]: p["runs"] for p in summary["projected_study_min"].values()} == {1: 2 * seeds, 2: 2 * seeds}
     assert all(p["minutes"] > 0 for p in summary["projected_study_min"].values())
     assert not (tmp_path / "tree" / ".git").exists()
 
