@@ -21,7 +21,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,41 +50,23 @@ def child(args) -> None:
 
     from hseg.device import pick_device, resolve_precision
     from hseg.exp import profile_params
-    from hseg.losses import make_loss
-    from hseg.schedule import LrFactor
     from hseg.settings.classes import class_tree
     from hseg.settings.data import prepare_settings
     from hseg.settings.study import study_settings, study_variants
     from hseg.settings.train import train_config
-    from hseg.timing import LEAF_NAMES, random_cache
-    from hseg.train import Learner, build_training_model, make_optimizer, to_training_device, train_step
+    from hseg.timing import LEAF_NAMES, timed_round_robin, training_rig
 
     params, _ = profile_params(args.profile, args.set)
     cfg = train_config(params, study_variants(params)[0], study_settings(params).seeds[0])
     cfg = cfg.model_copy(update={"init": "scratch", "precision": resolve_precision(cfg.precision, pick_device("cpu"))})
     size = prepare_settings(params).size
-    tree = class_tree(params, LEAF_NAMES)
-    batch = random_cache(cfg.batch_size, size, None, torch.Generator().manual_seed(0))
-    net, model = build_training_model(cfg, tree, torch.device("cpu"), 1)
-    optimizer = make_optimizer(cfg, net)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LrFactor(cfg, args.steps + 1))
-    loss_fn = make_loss(tree, cfg.head, cfg.loss_weights.model_dump(), cfg.class_weights, batch["pixel_counts"],
-                        cfg.tree_loss.weight, cfg.tree_loss.gamma, cfg.level_weight)
-    learner = Learner(model, optimizer, torch.amp.GradScaler("cpu", enabled=False), loss_fn,
-                      torch.Generator().manual_seed(cfg.seed), torch.device("cpu"))
-    images, masks = to_training_device(batch, torch.device("cpu"))
-    rows = torch.arange(cfg.batch_size)
+    rig = training_rig(cfg, class_tree(params, LEAF_NAMES), torch.device("cpu"), size, args.steps + 1,
+                       torch.Generator().manual_seed(0))
     sides = [side for _, side in cfg.progressive] + [0]
     epochs = [n for n, _ in cfg.progressive] + [cfg.epochs - sum(n for n, _ in cfg.progressive)]
-    seconds = []
-    model.train()
-    for side in sides:
-        train_step(learner, images, masks, rows, cfg, side)   # warm-up at this side
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            train_step(learner, images, masks, rows, cfg, side)
-            scheduler.step()
-        seconds.append((time.perf_counter() - start) / args.steps)
+    step_s = timed_round_robin({side: rig.step_at(side) for side in sides}, args.steps)
+    seconds = [step_s[side] for side in sides]
+    net = rig.net
     digest = hashlib.sha1(b"".join(t.detach().float().contiguous().numpy().tobytes()
                                    for t in net.state_dict().values())).hexdigest()
     print(json.dumps({"sides": [side or size for side in sides], "epochs": epochs, "step_s": seconds,

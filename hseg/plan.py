@@ -355,48 +355,20 @@ def measure_variant(cfg, tree, evaluate, sides: Sequence[int], cache_side: int, 
     from .checkpoint import ResumeState
     from .device import pick_device, prepare_model, resolve_precision
     from .evaluate import evaluate_model
-    from .losses import make_loss
-    from .schedule import LrFactor
-    from .timing import random_cache, timed_round_robin
-    from .train import (
-        Learner,
-        build_training_model,
-        check_batching,
-        make_ema,
-        make_optimizer,
-        to_training_device,
-        train_step,
-        validate,
-    )
+    from .timing import random_cache, timed_round_robin, training_rig
+    from .train import check_batching, to_training_device, validate
 
     device = pick_device(cfg.device)
     cfg = cfg.model_copy(update={"precision": resolve_precision(cfg.precision, device)})
     steps_per_epoch = check_batching(cfg, 1, counts["train"])
     gen = torch.Generator().manual_seed(0)
-    batch = random_cache(cfg.batch_size, cache_side, None, gen)
-    net, model = build_training_model(cfg, tree, device, 1)
-    optimizer = make_optimizer(cfg, net)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LrFactor(cfg, steps_per_epoch))
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-    loss_fn = make_loss(tree, cfg.head, cfg.loss_weights.model_dump(), cfg.class_weights, batch["pixel_counts"],
-                        cfg.tree_loss.weight, cfg.tree_loss.gamma, cfg.level_weight)
-    ema = make_ema(cfg, net)
-    learner = Learner(model, optimizer, scaler, loss_fn, torch.Generator().manual_seed(cfg.seed), device, ema=ema)
-    images, masks = to_training_device(batch, device)
-    rows = torch.arange(cfg.batch_size)
-
-    def step_at(side: int):
-        def step():
-            train_step(learner, images, masks, rows, cfg, side)
-            scheduler.step()
-        return step
-
-    model.train()
-    step_s = timed_round_robin({side: step_at(side) for side in sides}, steps)
+    rig = training_rig(cfg, tree, device, cache_side, steps_per_epoch, gen)
+    step_s = timed_round_robin({side: rig.step_at(side) for side in sides}, steps)
     for side in sides:
         say(f"  {cfg.variant} at {side or cache_side} px: {step_s[side]:.3f} s a step x {steps_per_epoch} steps")
 
-    kept = ema.module if ema is not None else net
+    net, learner = rig.net, rig.learner
+    kept = learner.ema.module if learner.ema is not None else net
     val_split = "dev" if counts["dev"] else "val"
     val_images = min(sample, counts[val_split])
     checked = random_cache(val_images, cache_side, None, gen)
@@ -406,8 +378,10 @@ def measure_variant(cfg, tree, evaluate, sides: Sequence[int], cache_side: int, 
     scorer = prepare_model(kept if eval_device == device else copy.deepcopy(kept), eval_device)
     resume = ResumeState(save_dir / "resume.pt", "plan")
     once = timed_round_robin({
-        "validation": lambda: validate(kept, checked, tree, loss_fn, cfg.head, device, cfg.precision, cfg.batch_size),
-        "save": lambda: resume.save(1, net, optimizer, scheduler, scaler, learner.gen, [], ema=ema),
+        "validation": lambda: validate(kept, checked, tree, learner.loss_fn, cfg.head, device, cfg.precision,
+                                       cfg.batch_size),
+        "save": lambda: resume.save(1, net, learner.optimizer, rig.scheduler, learner.scaler, learner.gen, [],
+                                   ema=learner.ema),
         "evaluate": lambda: evaluate_model(scorer.eval(), cfg.head, scored, tree, eval_device, evaluate.precision,
                                            evaluate.batch_size, False, evaluate.flip_tta, evaluate.tta_sides)}, 1)
     validation_s = once["validation"] * counts[val_split] / val_images

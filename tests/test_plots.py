@@ -106,3 +106,46 @@ def test_the_val_curve_table_gives_each_validation_its_training_minutes(tmp_path
     assert list(val.columns[:4]) == ["variant", "epoch", "minutes", "val_loss"] and "minutes" not in train
     assert val["minutes"].tolist() == pytest.approx([1.5, 5.0, 0.75, 1.5, 2.25])
     assert val["epoch"].tolist() == [2, 4, 1, 2, 3] and len(train) == 7
+
+
+def load_tool(name):
+    """A script under tools/ as a module (tools/ is not a package)."""
+    import importlib.util
+
+    from tests.conftest import ROOT
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_curves_tool_draws_runs_of_different_experiments_and_refuses_an_unfinished_one(tmp_path, capsys):
+    from hseg.errors import UserError
+    from hseg.tracking import EpochLog
+    curves = load_tool("curves")
+    run = "unet-resnet34-scratch-s42"     # each experiment's dvclive/<run>
+    for name, seconds, miou in (("a", 60.0, [0.2, 0.3]), ("b", 90.0, [0.25, 0.35])):
+        log = EpochLog(tmp_path / name / run, [])
+        for epoch, value in enumerate(miou, 1):
+            log.log({"epoch": epoch, "lr": 0.001, "train_loss": 1.0, "seconds": seconds, "val_loss": 1.0,
+                     "val_miou0": 0.5, "val_miou2": value})
+        log.close()
+    out = tmp_path / "fig" / "curves.png"
+    args = curves.parser().parse_args([str(out), f"base={tmp_path / 'a' / run}", f"crop={tmp_path / 'b' / run}"])
+    assert curves.main(args) == 0
+    printed = capsys.readouterr().out
+    # the deepest logged level, the last validation, after the epochs' seconds summed: 2 x 60 s, 2 x 90 s
+    assert "base: dev mIoU^2 0.3000 after 2.0 min" in printed and "crop: dev mIoU^2 0.3500 after 3.0 min" in printed
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    unfinished = EpochLog(tmp_path / "c" / run, [])
+    unfinished.log({"epoch": 1, "lr": 0.001, "train_loss": 1.0, "seconds": 60.0})
+    unfinished.close()
+    with pytest.raises(UserError, match=r"c/unet-resnet34-scratch-s42: .*training log ends at epoch 1, which was not"):
+        curves.main(curves.parser().parse_args([str(out), f"base={tmp_path / 'a' / run}",
+                                                f"late={tmp_path / 'c' / run}"]))
+    with pytest.raises(UserError, match=r"--level 1: not logged by base, crop \(logged levels: \[0, 2\]\)"):
+        curves.main(curves.parser().parse_args([str(out), f"base={tmp_path / 'a' / run}",
+                                                f"crop={tmp_path / 'b' / run}", "--level", "1"]))
+    with pytest.raises(SystemExit):
+        curves.parser().parse_args([str(out), "no-label"])

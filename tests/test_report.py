@@ -102,8 +102,8 @@ def simpson_two_sided_p(t: float, df: int, steps: int = 20000) -> float:
     return 1 - 2 * h / 3 * (density(0) + inner + density(abs(t)))
 
 
-# The README's table and ranking: the 2026-12-02 CPU study while main re-runs it seed by seed
-README_SUMMARY = "results/cpu-study-2026-12-02/summary.json"
+# The README's table and ranking: main's CPU study
+README_SUMMARY = "metrics/summary.json"
 
 
 def test_holm_verdicts_on_the_committed_summary_match_an_independent_computation(tmp_path):
