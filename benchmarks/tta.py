@@ -5,12 +5,14 @@
     python benchmarks/tta.py models/unet-resnet34-scratch-s42.pt --settings flip flip:192 flip:192,256
 
 A setting is `none`, `flip`, `SIDES` or `flip:SIDES`, SIDES being comma-separated input sides for
-multi-scale TTA (`evaluate.tta_sides`; multiples of 32). Each is scored exactly as the evaluate stage
-scores (`hseg.evaluate.evaluate_model`: the cache at its own size S, logits upsampled to each
-image's original size, one confusion matrix), with evaluate's device, precision and batch size from
-params.yaml. Printed per setting: mIoU at every level, the leaf IoU per class, and the seconds it
-took, so the gain can be set against its cost. The default list ends with one step smaller than the
-cache (S - 32), the setting that helped the hour model (README, "One model in an hour").
+multi-scale TTA (`evaluate.tta_sides`; multiples of 32), each optionally after `zoom:` (e.g. `zoom:flip`):
+a second pass on the square around the predicted body, magnified (hseg/zoom.py). Each is scored
+exactly as the evaluate stage scores (`hseg.evaluate.evaluate_model`: the cache at its own size S,
+logits upsampled to each image's original size, one confusion matrix), with evaluate's device,
+precision and batch size from params.yaml. Printed per setting: mIoU at every level, the leaf IoU per
+class, and the seconds it took, so the gain can be set against its cost. The default list ends with one
+step smaller than the cache (S - 32), the setting that helped the hour model (README, "One model in an
+hour").
 """
 from __future__ import annotations
 
@@ -32,19 +34,23 @@ from hseg.evaluate import evaluate_model  # noqa: E402
 from hseg.selection import LOG, log_candidate  # noqa: E402
 from hseg.settings.base import load_params  # noqa: E402
 from hseg.settings.evaluate import evaluate_settings, tta_sides  # noqa: E402
+from hseg.zoom import BodyZoom  # noqa: E402
 
 
-def parse_setting(text: str) -> tuple[bool, tuple[int, ...]]:
-    """'none' | 'flip' | 'SIDES' | 'flip:SIDES' -> (flip_tta, tta_sides)."""
-    flip = text == "flip" or text.startswith("flip:")
-    sides = "" if text in ("none", "flip") else text.removeprefix("flip:")
+def parse_setting(text: str) -> tuple[bool, bool, tuple[int, ...]]:
+    """'[zoom:]none' | '[zoom:]flip' | '[zoom:]SIDES' | '[zoom:]flip:SIDES' -> (zoom, flip_tta, tta_sides)."""
+    zoom = text == "zoom" or text.startswith("zoom:")
+    views = "none" if text == "zoom" else text.removeprefix("zoom:")
+    flip = views == "flip" or views.startswith("flip:")
+    sides = "" if views in ("none", "flip") else views.removeprefix("flip:")
     try:
         values = [int(s) for s in sides.split(",") if s]
     except ValueError:
         values = None
     if values is None or (sides and not values):
-        raise UserError(f"--settings {text!r}: expected none, flip, SIDES or flip:SIDES, e.g. flip:160,192")
-    return flip, tta_sides(f"--settings {text!r} side", values)
+        raise UserError(f"--settings {text!r}: expected none, flip, SIDES or flip:SIDES, each optionally after "
+                        f"zoom:, e.g. flip:160,192 or zoom:flip")
+    return zoom, flip, tta_sides(f"--settings {text!r} side", values)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -72,9 +78,10 @@ def main(args) -> None:
     model = prepare_model(model, device)
     print(f"{args.weights}, {len(val['ids'])} images of {args.cache} at {side} px")
     for name in names:
-        flip, sides = parse_setting(name)
+        zoom, flip, sides = parse_setting(name)
         start = time.perf_counter()
-        scores, _ = evaluate_model(model, meta["head"], val, tree, device, settings.precision, settings.batch_size,
+        scored = BodyZoom(model, tree, meta["head"]) if zoom else model
+        scores, _ = evaluate_model(scored, meta["head"], val, tree, device, settings.precision, settings.batch_size,
                                    False, flip, sides)
         print(f"{score_line(name, scores, tree, 4)}; {time.perf_counter() - start:.0f} s", flush=True)
         if args.log:

@@ -222,15 +222,19 @@ def test_inference_benchmark_leaf_argmax_row_is_evaluates_score(tmp_path, params
 def test_tta_benchmark_scores_each_setting_as_evaluate_does(tmp_path, params, tree, dataset):
     from hseg.cache import load_cache
     from hseg.evaluate import evaluate_model
+    from hseg.zoom import BodyZoom
     params["evaluate"]["precision"] = "fp32"  # bf16 rounding of an untrained net's near-ties can differ by process
     net = untrained_model_and_val_cache(tmp_path, params, tree, dataset, 64)
     script = [sys.executable, str(ROOT / "benchmarks" / "tta.py"), "w.pt", "--cache", "val.pt", "--settings"]
-    done = subprocess.run(script + ["none", "flip:32,96"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(script + ["none", "flip:32,96", "zoom:flip"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
     cpu, val = torch.device("cpu"), load_cache(tmp_path / "val.pt")
     rows = {}
-    for name, flip, sides in (("none", False, ()), ("flip:32,96", True, (32, 96))):
-        scores, _ = evaluate_model(net, "flat", val, tree, cpu, "fp32", 16, False, flip, sides)
+    for name, zoom, flip, sides in (("none", False, False, ()), ("flip:32,96", False, True, (32, 96)),
+                                    ("zoom:flip", True, True, ())):
+        model = BodyZoom(net, tree, "flat") if zoom else net
+        scores, _ = evaluate_model(model, "flat", val, tree, cpu, "fp32", 16, False, flip, sides)
         rows[name] = " / ".join("-" if scores[f"miou{k}"] is None else f"{scores[f'miou{k}']:.4f}" for k in range(3))
         assert f"{name}: mIoU {rows[name]};" in done.stdout
     assert rows["none"] != rows["flip:32,96"], "precondition: the two settings score differently"
@@ -245,6 +249,7 @@ def test_tta_benchmark_scores_each_setting_as_evaluate_does(tmp_path, params, tr
     refused = subprocess.run([*script[:3], "--cache", "val.pt", "--log", "x", "--settings", "none"],
                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "not the dev cache" in refused.stderr
-    for bad, message in (("flip:100", "--settings 'flip:100' side[0] = 100"), ("flip:a", "expected none, flip")):
+    for bad, message in (("flip:100", "--settings 'flip:100' side[0] = 100"), ("flip:a", "expected none, flip"),
+                         ("zoom:flip:a", "expected none, flip")):
         wrong = subprocess.run(script + [bad], cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert wrong.returncode == 2 and message in wrong.stderr

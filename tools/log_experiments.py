@@ -2,6 +2,7 @@
 
     python tools/log_experiments.py "hour: EMA or not" hour-ema hour-base   # named experiments
     python tools/log_experiments.py "hour: schedule end" --all              # every experiment of HEAD
+    python tools/log_experiments.py "hour: crop" crop-s42 --rev 824f5c4     # experiments run from that commit
 
 Each experiment's training validated on the dev split (dvclive's `val/` metrics, when its
 data.dev_fraction > 0), so those are the scores a choice may rest on; experiments that validated on
@@ -22,12 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hseg.cli import run_cli  # noqa: E402
 from hseg.errors import UserError  # noqa: E402
 from hseg.exp import leaves  # noqa: E402
-from hseg.selection import LOG, log_candidate  # noqa: E402
+from hseg.selection import LOG, current_commit, log_candidate  # noqa: E402
 
 
-def experiments() -> tuple[dict, list[dict]]:
-    """(HEAD's params, [{name, params, metrics}, ...]) from `dvc exp show --json`."""
-    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
+def experiments(rev: str = "HEAD") -> tuple[dict, list[dict]]:
+    """(the params of ``rev``, [{name, params, metrics}, ...] of the experiments run from it), from
+    `dvc exp show --json --rev REV`."""
+    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json", "--rev", rev], capture_output=True,
+                          text=True)
     if done.returncode:
         raise UserError(f"`dvc exp show --json` failed: {done.stderr.strip()}")
     base, found = {}, []
@@ -49,7 +52,7 @@ def changed(params: dict, base: dict) -> str:
     return " ".join(f"{k}={json.dumps(v)}" for k, v in have.items() if was.get(k) != v)
 
 
-def log_experiment(question: str, exp: dict, base: dict) -> int:
+def log_experiment(question: str, exp: dict, base: dict, commit: str) -> int:
     if not (exp["params"].get("data") or {}).get("dev_fraction"):
         print(f"{exp['name']}: validated on val (data.dev_fraction 0), not logged")
         return 0
@@ -58,7 +61,7 @@ def log_experiment(question: str, exp: dict, base: dict) -> int:
         run = re.fullmatch(r"dvclive/(.+)-s(\d+)/metrics\.json", path)
         if run and "val" in metrics:
             log_candidate(question, f"{exp['name']} ({run[1]}): {changed(exp['params'], base)}", int(run[2]),
-                          metrics["val"], split="dev")
+                          metrics["val"], split="dev", commit=commit)
             rows += 1
     return rows
 
@@ -68,18 +71,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("question", help="what the candidates were compared for, e.g. 'hour: EMA or not'")
     p.add_argument("names", nargs="*", help="experiment names (dvc exp show); see --all")
     p.add_argument("--all", action="store_true", help="every experiment dvc exp show lists")
+    p.add_argument("--rev", default="HEAD", help="the commit the experiments were run from (default HEAD)")
     return p
 
 
 def main(args) -> None:
     if not args.names and not args.all:
         raise UserError("name the experiments to log, or pass --all")
-    base, found = experiments()
+    base, found = experiments(args.rev)
     chosen = [e for e in found if args.all or e["name"] in args.names]
     missing = set(args.names) - {e["name"] for e in chosen}
     if missing:
-        raise UserError(f"no experiment named {sorted(missing)} in `dvc exp show`")
-    rows = sum(log_experiment(args.question, e, base) for e in chosen)
+        raise UserError(f"no experiment named {sorted(missing)} in `dvc exp show --rev {args.rev}`; experiments "
+                        f"run from an earlier commit need --rev <that commit>")
+    rows = sum(log_experiment(args.question, e, base, current_commit(args.rev)) for e in chosen)
     print(f"{rows} row(s) appended to {LOG}")
 
 
