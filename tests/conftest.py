@@ -37,6 +37,16 @@ def committed_files(folder: str, name: str) -> list[str]:
     return [path for path in listed if Path(path).name == name]
 
 
+def load_tool(name: str):
+    """A script under tools/ as a module (tools/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def pytest_report_header(config):
     return ("committed files read from: " + ("git (`git show :PATH`)" if IN_GIT
             else f"the tree's files ({ROOT} has no .git)"))

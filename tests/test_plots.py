@@ -6,6 +6,7 @@ import pytest
 
 from hseg.plots import iou_heatmap, iou_rows, time_to_accuracy
 from hseg.tracking import finished_history
+from tests.conftest import load_tool
 
 
 def scores_with(tree, value_of):
@@ -106,17 +107,6 @@ def test_the_val_curve_table_gives_each_validation_its_training_minutes(tmp_path
     assert list(val.columns[:4]) == ["variant", "epoch", "minutes", "val_loss"] and "minutes" not in train
     assert val["minutes"].tolist() == pytest.approx([1.5, 5.0, 0.75, 1.5, 2.25])
     assert val["epoch"].tolist() == [2, 4, 1, 2, 3] and len(train) == 7
-
-
-def load_tool(name):
-    """A script under tools/ as a module (tools/ is not a package)."""
-    import importlib.util
-
-    from tests.conftest import ROOT
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_curves_tool_draws_runs_of_different_experiments_and_refuses_an_unfinished_one(tmp_path, capsys):
