@@ -25,6 +25,7 @@ import yaml
 
 from .errors import UserError
 from .settings.base import deep_merge, load_params, parse_params
+from .settings.study import study_variants
 
 PROFILES = Path("profiles")
 
@@ -127,6 +128,19 @@ def overrides_to(target: dict, current: dict) -> list[str]:
     return settings
 
 
+def missing_variants(target: dict, user_settings: list[str]) -> list[str]:
+    """`++variants.<variant>={}` for each variant the study will train that has no `variants` entry (a new
+    encoder, e.g. -S 'study.encoders=[resnet18]'): dvc.yaml's train stage reads each variant's overrides as a
+    param, and DVC stops on a missing one. Nothing for a sweep over the study (DVC expands those itself)."""
+    try:
+        params = apply_settings(target, user_settings)
+        names = study_variants(params)
+    except (UserError, ValueError, yaml.YAMLError):
+        return []  # the stages report bad settings with their own messages
+    have = params.get("variants") or {}
+    return [f"++variants.{name}={{}}" for name in names if name not in have]
+
+
 def experiment_command(name: str, user_settings: list[str], queue: bool, exp_name: str | None) -> list[str]:
     base = committed_params()
     profile = load_profile(name)
@@ -137,7 +151,7 @@ def experiment_command(name: str, user_settings: list[str], queue: bool, exp_nam
     settings = [s for s in overrides_to(target, load_params("params.yaml"))
                 if s.lstrip("+~").partition("=")[0] not in user_keys]
     command = ["dvc", "exp", "run"] + (["-n", exp_name] if exp_name else []) + (["--queue"] if queue else [])
-    for setting in settings + user_settings:
+    for setting in settings + user_settings + missing_variants(target, user_settings):
         command += ["-S", setting]
     return command
 

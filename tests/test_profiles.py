@@ -136,15 +136,35 @@ def test_exp_dry_run_prints_the_dvc_command_from_the_committed_params(tmp_path):
 def test_a_key_the_user_sets_is_set_once_by_the_users_value(tmp_path, monkeypatch):
     """`python -m hseg exp hour -S 'study.seeds=[43]'` passes one study.seeds (the user's), not the profile's
     [42] before it: a queued sweep over a key (`-S 'study.seeds=[42],[43]'`) must not meet a second value."""
-    import shutil
-    root = Path(__file__).resolve().parent.parent
-    shutil.copytree(root / "profiles", tmp_path / "profiles")
-    shutil.copy(root / "params.yaml", tmp_path / "params.yaml")
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    subprocess.run(["git", "add", "params.yaml"], cwd=tmp_path, check=True)
-    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "p"], cwd=tmp_path, check=True)
-    monkeypatch.chdir(tmp_path)
+    _committed_params_in(tmp_path, monkeypatch)
     command = exp.experiment_command("hour", ["study.seeds=[42],[43]", "++variants.x.lr=1"], True, None)
     keys = [s.lstrip("+~").partition("=")[0] for flag, s in zip(command, command[1:]) if flag == "-S"]
     assert keys.count("study.seeds") == 1 and "study.seeds=[42],[43]" in command
     assert "prepare.size=224" in command        # the profile's other settings stay
+
+
+def test_a_new_encoder_gets_the_empty_variants_entry_dvc_yaml_reads(params, tmp_path, monkeypatch):
+    """`python -m hseg exp hour -S 'study.encoders=[resnet18]'`: dvc.yaml's train stage depends on
+    variants.<variant>, and DVC stops before training on a missing one, so the command adds it, once."""
+    _committed_params_in(tmp_path, monkeypatch)
+    command = exp.experiment_command("hour", ["study.encoders=[resnet18,resnet34]"], True, None)
+    settings = [s for flag, s in zip(command, command[1:]) if flag == "-S"]
+    assert [s for s in settings if "variants" in s] == ["++variants.unet-resnet18-scratch={}"]
+    after = via_dvc(settings, params, tmp_path)
+    assert set(study_variants(after)) <= set(after["variants"]) and after["variants"]["unet-resnet18-scratch"] == {}
+
+    given = exp.experiment_command("hour", ["study.encoders=[resnet18]", "++variants.unet-resnet18-scratch={}"],
+                                   True, None)
+    assert given.count("++variants.unet-resnet18-scratch={}") == 1         # the user's own, not a second
+    assert not [s for s in exp.experiment_command("hour", [], True, None) if s.startswith("++variants")]
+
+
+def _committed_params_in(folder: Path, monkeypatch) -> None:
+    """A git checkout in ``folder`` holding the committed params.yaml and profiles, as the working folder."""
+    import shutil
+    shutil.copytree(ROOT / "profiles", folder / "profiles")
+    shutil.copy(ROOT / "params.yaml", folder / "params.yaml")
+    subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
+    subprocess.run(["git", "add", "params.yaml"], cwd=folder, check=True)
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "p"], cwd=folder, check=True)
+    monkeypatch.chdir(folder)
