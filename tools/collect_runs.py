@@ -1,14 +1,15 @@
-"""Gather DVC experiments of one recipe, run a seed each (queued, or one per session), into one results folder.
+"""Gather DVC experiments of one recipe, run a seed each (queued, or one a day), into one results folder.
 
     python tools/collect_runs.py results/hour-r18crop hour-r18crop-s42 hour-r18crop-s43 hour-r18crop-s44
 
 From each experiment's git ref (refs/exps/...) it copies the study's runs: metrics/runs/<run>.json (the
-evaluate stage's val scores, as metrics/<run>.json), dvclive/<run>/ (training's per-epoch logs on dev) and
-the experiment's dvc.lock (as locks/<experiment>.lock); then writes params.yaml (the recipe, with study.seeds listing every seed),
-summary.json over the seeds (the summarize stage's format and function) and experiments.json (each
-experiment's commit, the commit it ran from, and when it finished). The experiments must share one recipe:
-params that differ in anything but study.seeds are refused, naming the key. The folder is written whole or
-not at all; one this tool wrote before is replaced (add a seed as it lands by collecting again).
+evaluate stage's val scores, as metrics/<run>.json), dvclive/<run>/ (training's per-epoch logs on dev) and the
+experiment's dvc.lock (as locks/<experiment>.lock); then writes params.yaml (the recipe, with study.seeds
+listing every seed), summary.json over the seeds (the summarize stage's format and function) and
+experiments.json (each experiment's commit, the commit it ran from, and when it finished). The experiments
+must share one recipe: params that differ in anything but study.seeds are refused, naming the key. The folder
+is written whole or not at all; one this tool wrote before is replaced (add a seed as it lands by collecting
+again).
 """
 from __future__ import annotations
 
@@ -80,7 +81,8 @@ def collect(names: list[str], out: Path) -> dict:
                 key = next(k for k in sorted(set(recipe(params)) | set(recipe(first)))
                            if recipe(params).get(k) != recipe(first).get(k))
                 raise UserError(f"experiment {name!r} differs from {names[0]!r} in {key}: "
-                                f"{recipe(params).get(key)!r} against {recipe(first).get(key)!r}; one recipe per folder")
+                                f"{recipe(params).get(key)!r} against {recipe(first).get(key)!r}; "
+                                f"one recipe per folder")
             study = study_settings(params)
             for seed in study.seeds:
                 if seed in seeds:
@@ -94,7 +96,8 @@ def collect(names: list[str], out: Path) -> dict:
                     (staging / "metrics" / f"{run}.json").write_bytes(metrics)
                     archive = git("archive", ref, f"dvclive/{run}")
                     if archive.returncode:
-                        raise UserError(f"experiment {name!r}: has no dvclive/{run} ({archive.stderr.decode().strip()})")
+                        raise UserError(f"experiment {name!r}: has no dvclive/{run} "
+                                        f"({archive.stderr.decode().strip()})")
                     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
                         tar.extractall(staging, filter="data")
             (staging / "locks").mkdir(exist_ok=True)
