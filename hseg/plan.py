@@ -12,7 +12,7 @@ scoring of val (a sample of images at 500 x 375, with the test-time augmentation
 evaluate section, scaled to the split). Each stage's process start and imports are timed too, and
 prepare where its cache is not built yet. It then chooses the most epochs whose predicted minutes
 stay within the budget less the margin, the sides sharing them by a fixed rule (by default the
-profile's own shares, e.g. hour's 8, 4, 3, 1 and 4 of 20 epochs at 96, 128, 160, 192 and 224 px;
+profile's own shares, e.g. hour's 11, 6, 4, 1 and 6 of 28 epochs at 96, 128, 160, 192 and 224 px;
 --shares sets others), in whole epochs with at least one at the full side. The learning-rate
 schedule (warmup_cosine) spans epochs x steps per epoch, and every epoch has the same steps, so it
 ends at the plan's last step. It prints the plan and the `python -m hseg exp` command that runs it,

@@ -21,6 +21,7 @@ VARIANT = "unet-resnet34-scratch"
     ("README.md", "metrics/summary.json"),
     ("results/cpu-study-2026-12-02/README.md", "results/cpu-study-2026-12-02/summary.json"),
     ("results/hour-dev/README.md", "results/hour-dev/summary.json"),
+    ("results/hour-r18crop/README.md", "results/hour-r18crop/summary.json"),
 ])
 def test_committed_tables_are_the_report_of_their_summary(readme, summary, tmp_path):
     """From git, not the workspace: an experiment (`python -m hseg exp quick`) rewrites metrics/."""
@@ -33,10 +34,14 @@ def test_committed_tables_are_the_report_of_their_summary(readme, summary, tmp_p
         f"regenerate it: python -m hseg report --summary {summary} --update {readme}, then `git add` both")
 
 
-@pytest.mark.parametrize("metrics_dir", ["results/hour-dev/metrics", "results/hour-dev/intel/metrics"])
-def test_per_seed_rows_of_the_hour_model_are_its_runs_metrics(metrics_dir):
-    """results/hour-dev's per-seed tables are copied from the runs' metrics: each run has its row."""
-    text = (ROOT / "results" / "hour-dev" / "README.md").read_text()
+@pytest.mark.parametrize("readme, metrics_dir", [
+    ("results/hour-dev/README.md", "results/hour-dev/metrics"),
+    ("results/hour-dev/README.md", "results/hour-dev/intel/metrics"),
+    ("results/hour-r18crop/README.md", "results/hour-r18crop/metrics"),
+])
+def test_per_seed_rows_of_the_hour_model_are_its_runs_metrics(readme, metrics_dir):
+    """The hour models' per-seed tables are copied from the runs' metrics: each run has its row."""
+    text = (ROOT / readme).read_text()
     files = sorted((ROOT / metrics_dir).glob("*-s*.json"))
     assert files, f"no per-seed metrics in {metrics_dir}"
     for path in files:
@@ -44,7 +49,18 @@ def test_per_seed_rows_of_the_hour_model_are_its_runs_metrics(metrics_dir):
         seed = re.search(r"-s(\d+)\.json$", path.name).group(1)
         leaves = ", ".join(f"{v:.3f}" for v in list(m["iou2"].values())[1:])   # background first
         row = f"| {seed} | {m['miou0']:.4f} / {m['miou1']:.4f} / {m['miou2']:.4f} | {leaves} |"
-        assert row in text, f"{path}: results/hour-dev/README.md has no row {row}"
+        assert row in text, f"{path}: {readme} has no row {row}"
+
+
+def test_the_readmes_hour_model_row_is_its_results_summary():
+    """The README's hour-model table is results/hour-r18crop's summary.json: mean ± sd per level, per seed."""
+    summary = json.loads(committed_text("results/hour-r18crop/summary.json"))
+    (variant, s), = summary["variants"].items()
+    assert len(set(s["epochs"])) == 1
+    cells = [variant, str(s["epochs"][0])] + [f"{s[f'miou{k}']['mean']:.3f} ± {s[f'miou{k}']['sd']:.3f}" for k in range(3)]
+    cells.append(", ".join(f"{v:.3f}" for v in s["miou2"]["values"]))
+    row = "| " + " | ".join(cells) + " | "
+    assert row in committed_text("README.md"), f"README.md has no row starting {row}"
 
 
 def apply_overrides(params: dict, command: str, folder: Path) -> dict:

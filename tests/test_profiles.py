@@ -1,6 +1,8 @@
 """Named profiles (profiles/*.yaml) and `python -m hseg exp`: every profile yields params the
 checks accept, the original recipe is exact, and a profile's params do not depend on what an
 earlier experiment left in the workspace."""
+import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -144,19 +146,35 @@ def test_a_key_the_user_sets_is_set_once_by_the_users_value(tmp_path, monkeypatc
 
 
 def test_a_new_encoder_gets_the_empty_variants_entry_dvc_yaml_reads(params, tmp_path, monkeypatch):
-    """`python -m hseg exp hour -S 'study.encoders=[resnet18]'`: dvc.yaml's train stage depends on
+    """`python -m hseg exp hour -S 'study.encoders=[resnet101]'`: dvc.yaml's train stage depends on
     variants.<variant>, and DVC stops before training on a missing one, so the command adds it, once."""
     _committed_params_in(tmp_path, monkeypatch)
-    command = exp.experiment_command("hour", ["study.encoders=[resnet18,resnet34]"], True, None)
+    assert "unet-resnet101-scratch" not in params["variants"]
+    command = exp.experiment_command("hour", ["study.encoders=[resnet101,resnet34]"], True, None)
     settings = [s for flag, s in zip(command, command[1:]) if flag == "-S"]
-    assert [s for s in settings if "variants" in s] == ["++variants.unet-resnet18-scratch={}"]
+    assert [s for s in settings if "variants" in s] == ["++variants.unet-resnet101-scratch={}"]
     after = via_dvc(settings, params, tmp_path)
-    assert set(study_variants(after)) <= set(after["variants"]) and after["variants"]["unet-resnet18-scratch"] == {}
+    assert set(study_variants(after)) <= set(after["variants"]) and after["variants"]["unet-resnet101-scratch"] == {}
 
-    given = exp.experiment_command("hour", ["study.encoders=[resnet18]", "++variants.unet-resnet18-scratch={}"],
+    given = exp.experiment_command("hour", ["study.encoders=[resnet101]", "++variants.unet-resnet101-scratch={}"],
                                    True, None)
-    assert given.count("++variants.unet-resnet18-scratch={}") == 1         # the user's own, not a second
+    assert given.count("++variants.unet-resnet101-scratch={}") == 1         # the user's own, not a second
     assert not [s for s in exp.experiment_command("hour", [], True, None) if s.startswith("++variants")]
+
+
+def test_the_hour_profile_is_the_recipe_its_committed_seeds_ran_and_its_plan(params, tmp_path):
+    """results/hour-r18crop holds the `hour` profile's seeds 42, 43 and 44: the profile over params.yaml is
+    exactly the params they ran but for the seeds (so `python -m hseg exp hour` reruns them), and it is the
+    plan that folder's plan.json printed (its -S settings change nothing in it)."""
+    folder = ROOT / "results" / "hour-r18crop"
+    hour = profile_params(params, "hour")
+    ran = load_params(folder / "params.yaml")
+    assert study_seeds(ran) == [42, 43, 44]
+    assert load_params(_dump(deep_merge(hour, {"study": {"seeds": [42, 43, 44]}}), tmp_path / "hour.yaml")) == ran
+    words = shlex.split(json.loads((folder / "plan.json").read_text())["command"])
+    assert words[:5] == ["python", "-m", "hseg", "exp", "hour"]
+    planned = via_dvc([s for flag, s in zip(words, words[1:]) if flag == "-S"], hour, tmp_path)
+    assert planned == load_params(_dump(hour, tmp_path / "hour.yaml"))
 
 
 def _committed_params_in(folder: Path, monkeypatch) -> None:
