@@ -57,7 +57,8 @@ def test_the_readmes_hour_model_row_is_its_results_summary():
     summary = json.loads(committed_text("results/hour-r18crop/summary.json"))
     (variant, s), = summary["variants"].items()
     assert len(set(s["epochs"])) == 1
-    cells = [variant, str(s["epochs"][0])] + [f"{s[f'miou{k}']['mean']:.3f} ± {s[f'miou{k}']['sd']:.3f}" for k in range(3)]
+    levels = [s[f"miou{k}"] for k in range(3)]
+    cells = [variant, str(s["epochs"][0])] + [f"{m['mean']:.3f} ± {m['sd']:.3f}" for m in levels]
     cells.append(", ".join(f"{v:.3f}" for v in s["miou2"]["values"]))
     row = "| " + " | ".join(cells) + " | "
     assert row in committed_text("README.md"), f"README.md has no row starting {row}"
