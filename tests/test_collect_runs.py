@@ -33,7 +33,7 @@ def experiment(repo, name, seed, miou2, crop=0.0):
     live.mkdir(parents=True, exist_ok=True)
     (live / "metrics.json").write_text(json.dumps({"val": {"miou2": miou2 - 0.02}}))
     base = git(repo, "rev-parse", "main")
-    git(repo, "add", "-A")
+    git(repo, "add", "-A", "--", ".", ":!results")     # an experiment commits no results folder of ours
     tree = git(repo, "write-tree")
     commit = git(repo, "commit-tree", tree, "-p", base, "-m", f"dvc: commit experiment {name}")
     git(repo, "update-ref", f"refs/exps/{base[:2]}/{base[2:]}/{name}", commit)
@@ -73,8 +73,10 @@ def test_seeds_of_one_recipe_become_one_folder_with_their_summary(repo, capsys):
     assert "miou2 0.3200 +- 0.0283" in capsys.readouterr().out
 
     experiment(repo, "crop-s44", 44, 0.32)        # a seed that lands later: collected again, the folder replaced
+    (out / "README.md").write_text("by hand\n")   # ... but for what the tool did not write
     tool.main(tool.parser().parse_args(["results/crop", "crop-s42", "crop-s43", "crop-s44"]))
     assert json.loads((out / "summary.json").read_text())["variants"][RUN]["miou2"]["n"] == 3
+    assert (out / "README.md").read_text() == "by hand\n"
 
 
 def test_another_recipe_an_unknown_name_or_a_foreign_folder_is_refused_and_nothing_is_written(repo):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hseg.report import END, START, report
+from hseg.report import END, START, mean_sd, report
 from hseg.settings.base import load_params
 from hseg.settings.train import train_config
 from tests.conftest import committed_files, committed_text
@@ -57,8 +57,7 @@ def test_the_readmes_hour_model_row_is_its_results_summary():
     summary = json.loads(committed_text("results/hour-r18crop/summary.json"))
     (variant, s), = summary["variants"].items()
     assert len(set(s["epochs"])) == 1
-    levels = [s[f"miou{k}"] for k in range(3)]
-    cells = [variant, str(s["epochs"][0])] + [f"{m['mean']:.3f} ± {m['sd']:.3f}" for m in levels]
+    cells = [variant, str(s["epochs"][0])] + [mean_sd(s[f"miou{k}"]) for k in range(3)]
     cells.append(", ".join(f"{v:.3f}" for v in s["miou2"]["values"]))
     row = "| " + " | ".join(cells) + " | "
     assert row in committed_text("README.md"), f"README.md has no row starting {row}"

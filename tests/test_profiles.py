@@ -3,6 +3,7 @@ checks accept, the original recipe is exact, and a profile's params do not depen
 earlier experiment left in the workspace."""
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -179,7 +180,6 @@ def test_the_hour_profile_is_the_recipe_its_committed_seeds_ran_and_its_plan(par
 
 def _committed_params_in(folder: Path, monkeypatch) -> None:
     """A git checkout in ``folder`` holding the committed params.yaml and profiles, as the working folder."""
-    import shutil
     shutil.copytree(ROOT / "profiles", folder / "profiles")
     shutil.copy(ROOT / "params.yaml", folder / "params.yaml")
     subprocess.run(["git", "init", "-q"], cwd=folder, check=True)

@@ -8,8 +8,8 @@ experiment's dvc.lock (as locks/<experiment>.lock); then writes params.yaml (the
 listing every seed), summary.json over the seeds (the summarize stage's format and function) and
 experiments.json (each experiment's commit, the commit it ran from, and when it finished). The experiments
 must share one recipe: params that differ in anything but study.seeds are refused, naming the key. The folder
-is written whole or not at all; one this tool wrote before is replaced (add a seed as it lands by collecting
-again).
+is written whole or not at all; in one this tool wrote before, its own files are replaced and the rest (a
+README, the plan, figures) kept, so a seed that lands later is added by collecting again.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from hseg.settings.study import study_settings  # noqa: E402
 from hseg.summary import summarize  # noqa: E402
 
 MARK = "experiments.json"   # what tells a folder this tool wrote (and may replace) from any other
+OWN = {"metrics", "dvclive", "locks", "params.yaml", "summary.json", MARK}   # what it writes; the rest is kept
 
 
 def git(*args: str) -> subprocess.CompletedProcess:
@@ -77,12 +78,10 @@ def collect(names: list[str], out: Path) -> dict:
             params = yaml.safe_load(shown(ref, "params.yaml"))
             if first is None:
                 first = params
-            elif recipe(params) != recipe(first):
-                key = next(k for k in sorted(set(recipe(params)) | set(recipe(first)))
-                           if recipe(params).get(k) != recipe(first).get(k))
+            elif (mine := recipe(params)) != (theirs := recipe(first)):
+                key = next(k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k))
                 raise UserError(f"experiment {name!r} differs from {names[0]!r} in {key}: "
-                                f"{recipe(params).get(key)!r} against {recipe(first).get(key)!r}; "
-                                f"one recipe per folder")
+                                f"{mine.get(key)!r} against {theirs.get(key)!r}; one recipe per folder")
             study = study_settings(params)
             for seed in study.seeds:
                 if seed in seeds:
@@ -111,8 +110,14 @@ def collect(names: list[str], out: Path) -> dict:
         write_json(staging / "summary.json", summary)   # byte for byte as the summarize stage writes it
         (staging / MARK).write_text(json.dumps(records, indent=2) + "\n")
         if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+            for kept in out.iterdir():
+                if kept.name not in OWN:
+                    (shutil.copytree if kept.is_dir() else shutil.copy2)(kept, staging / kept.name)
+            replaced = out.rename(staging.with_name(staging.name + "-replaced"))
+            staging.rename(out)
+            shutil.rmtree(replaced)
+        else:
+            staging.rename(out)
         return summary
     finally:
         shutil.rmtree(staging, ignore_errors=True)
